@@ -1,0 +1,172 @@
+"""The dataset registry: every dataset the toolkit knows, read from its native download.
+
+    from data import open_dataset
+    samples = open_dataset("aptos", root="datasets/aptos")   # checks the whole layout up front
+    image = samples.read_image(0)                             # H x W x C uint8, RGB (RGBY for HPA with channels="rgby")
+
+`REGISTRY` maps a name to its `DatasetSpec` (task, classes, metric, splits, the paper's flips). `open_dataset`
+returns `Samples`: ids, labels and where each image lives, for all labelled images of the dataset. Which sample is
+in which split is the job of splits.py (or of the official files, for CCT-20 and CIFAR-10).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.images import BadImageError, read_image_files
+
+MAX_PROBLEMS_SHOWN = 10
+
+
+class DatasetError(ValueError):
+    """A dataset's files are not what its source ships. The message names the dataset, the files and the problems."""
+
+    def __init__(self, dataset: str, root: Path | str, problems: list[str]):
+        self.dataset, self.root, self.problems = dataset, Path(root), list(problems)
+        shown = "\n".join(f"  - {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN])
+        more = len(self.problems) - MAX_PROBLEMS_SHOWN
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"dataset '{dataset}' at {self.root}: {len(self.problems)} problem(s) found:\n{shown}{tail}")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    task: str                      # "multiclass" | "ordinal" | "binary" | "multilabel"
+    num_classes: int
+    class_names: tuple[str, ...] | None  # None: read from the dataset's own files (CCT-20)
+    metric: str                    # the metric that selects and reports models (see metrics.PRIMARY_METRIC)
+    splits: tuple[str, ...]        # every split name the dataset can have, training split first
+    selection_split: str           # where the best epoch / configuration is chosen
+    report_split: str | None       # where the chosen model is reported, when it differs from selection_split
+    hflip: bool                    # the paper's train-time flips
+    vflip: bool
+    paper_split: str               # "paper" (splits.py reproduces it), "import" (HPA's file), "official" (in the files), "none"
+    source: str                    # where users get it
+    epochs: int = 30               # the paper's recipe: 30 epochs (Melanoma 10)
+    step_milestones: tuple[int, ...] = (15, 20, 25)  # epochs at which the step schedule multiplies lr by 0.1
+    img_size: int | None = None    # the dataset's own default input size, if it overrides the model's
+
+    @property
+    def official_splits(self) -> bool:
+        return self.paper_split == "official"
+
+
+APTOS_GRADES = ("No DR", "Mild", "Moderate", "Severe", "Proliferative DR")
+HPA_LOCATIONS = (
+    "Nucleoplasm", "Nuclear membrane", "Nucleoli", "Nucleoli fibrillar center", "Nuclear speckles", "Nuclear bodies",
+    "Endoplasmic reticulum", "Golgi apparatus", "Peroxisomes", "Endosomes", "Lysosomes", "Intermediate filaments",
+    "Actin filaments", "Focal adhesion sites", "Microtubules", "Microtubule ends", "Cytokinetic bridge",
+    "Mitotic spindle", "Microtubule organizing center", "Centrosome", "Lipid droplets", "Plasma membrane",
+    "Cell junctions", "Mitochondria", "Aggresome", "Cytosol", "Cytoplasmic bodies", "Rods & rings")
+CASSAVA_DISEASES = ("Cassava Bacterial Blight (CBB)", "Cassava Brown Streak Disease (CBSD)",
+                    "Cassava Green Mottle (CGM)", "Cassava Mosaic Disease (CMD)", "Healthy")
+EUROSAT_CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
+                   "PermanentCrop", "Residential", "River", "SeaLake")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
+    DatasetSpec("cct20", "multiclass", 15, None, "accuracy",
+                ("train", "cis_val", "cis_test", "trans_val", "trans_test"), "cis_val", "cis_test",
+                hflip=True, vflip=False, paper_split="official",
+                source="LILA BC, Caltech Camera Traps, ECCV'18 subset (eccv_18_annotations + eccv_18_all_images_sm)"),
+    DatasetSpec("aptos", "ordinal", 5, APTOS_GRADES, "qwk", ("train", "val"), "val", None,
+                hflip=True, vflip=False, paper_split="paper",
+                source="Kaggle competition aptos2019-blindness-detection"),
+    DatasetSpec("hpa", "multilabel", 28, HPA_LOCATIONS, "macro_f1", ("train", "val", "test_val"), "val", "test_val",
+                hflip=True, vflip=True, paper_split="import",
+                source="Kaggle competition human-protein-atlas-image-classification"),
+    DatasetSpec("melanoma", "binary", 2, ("benign", "malignant"), "roc_auc", ("train", "val"), "val", None,
+                hflip=True, vflip=True, paper_split="paper", epochs=10, step_milestones=(5,),
+                source="Kaggle competition siim-isic-melanoma-classification (2020) and the 512x512 re-packagings "
+                       "of ISIC 2020 and 2019 on Kaggle datasets"),
+    DatasetSpec("cassava", "multiclass", 5, CASSAVA_DISEASES, "accuracy", ("train", "val"), "val", None,
+                hflip=True, vflip=True, paper_split="paper",
+                source="Kaggle competition cassava-leaf-disease-classification"),
+    DatasetSpec("eurosat", "multiclass", 10, EUROSAT_CLASSES, "accuracy", ("train", "val"), "val", None,
+                hflip=False, vflip=False, paper_split="paper", img_size=224,
+                source="EuroSAT RGB (Helber et al.), also torchvision.datasets.EuroSAT"),
+    DatasetSpec("cifar10", "multiclass", 10, CIFAR10_CLASSES, "accuracy", ("train", "val"), "val", None,
+                hflip=True, vflip=False, paper_split="official",
+                source="torchvision.datasets.CIFAR10 (the official test batch is the val split)"),
+    DatasetSpec("digits", "multiclass", 10, tuple(str(d) for d in range(10)), "accuracy", ("train", "val"), "val",
+                None, hflip=False, vflip=False, paper_split="none", img_size=32,
+                source="scikit-learn's bundled load_digits (no download): the offline demo and test dataset"),
+]}
+
+
+@dataclass
+class Samples:
+    """All labelled images of one dataset: ids, labels, and where each image comes from.
+
+    Images live either in files (`image_files[i]` is a tuple of paths: one RGB file, or HPA's per-channel
+    grayscale PNGs, stacked in that order) or in memory (`images`, N x H x W x C uint8, for CIFAR-10 and digits).
+    `labels` is (N,) int64, or (N, num_classes) uint8 multi-hot for multilabel datasets.
+    `official_split[i]` names the sample's split where the source defines splits (CCT-20, CIFAR-10), else None.
+    `columns` holds per-sample metadata the splits need (Melanoma: year, tfrecord fold, patient_id).
+    """
+    spec: DatasetSpec
+    root: Path
+    ids: list[str]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    image_files: list[tuple[Path, ...]] | None = None
+    images: np.ndarray | None = None
+    official_split: np.ndarray | None = None
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # how the dataset was opened (e.g. HPA channels)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def num_channels(self) -> int:
+        return 4 if self.options.get("channels") == "rgby" else 3
+
+    def read_image(self, index: int) -> np.ndarray:
+        """H x W x C uint8 image of sample `index` (RGB; RGBY for HPA opened with channels="rgby").
+
+        Raises BadImageError naming the file when it is missing or cannot be decoded.
+        """
+        if self.images is not None:
+            return self.images[index]
+        return read_image_files(self.image_files[index], self.num_channels)
+
+    def class_counts(self) -> np.ndarray:
+        if self.labels.ndim == 2:
+            return self.labels.sum(axis=0).astype(np.int64)
+        return np.bincount(self.labels, minlength=len(self.class_names))
+
+
+def default_root(name: str) -> Path:
+    return Path("datasets") / name
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown dataset '{name}'; known: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> Samples:
+    """Read dataset `name` from `root` (default datasets/<name>), checking the whole layout first.
+
+    Options are dataset-specific: HPA takes channels="rgb"|"rgby" and composite_dir=PATH (pre-composited
+    <Id>.png images). Raises DatasetError listing the first problems found.
+    """
+    spec = get_spec(name)
+    root = Path(root) if root is not None else default_root(name)
+    module = importlib.import_module(f"data.{name}")
+    return module.load(spec, root, **options)
+
+
+__all__ = ["REGISTRY", "DatasetSpec", "Samples", "DatasetError", "BadImageError", "open_dataset", "get_spec",
+           "default_root"]
