@@ -1,0 +1,173 @@
+"""train.py run as a user runs it (a subprocess), on the bundled digits and on generated HPA files."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import metrics
+import records
+import train as train_script
+from data import DatasetError
+from conftest import REPO, digits_args, only_record, train
+
+TIMING_KEYS = {"seconds", "images_per_s"}
+
+
+def only_record(out: Path) -> dict:
+    found = sorted(out.glob("*.json"))
+    assert len(found) == 1, found
+    return records.read_json(found[0])
+
+
+def comparable(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in entry.items() if k not in TIMING_KEYS} for entry in history]
+
+
+def test_full_run_writes_a_complete_record(complete_run, split_file):
+    work, out, _ = complete_run
+    record = only_record(out)
+    assert record["schema_version"] == records.SCHEMA_VERSION
+    assert record["status"] == "complete" and record["error"] is None
+    assert record["run_id"].startswith("digits-resnet18-random-sgd-cosine-lr0.05-wd0.0001-paper-s0-")
+    assert [e["epoch"] for e in record["history"]] == [1, 2, 3]
+    for entry in record["history"]:
+        assert {"train_loss", "lr", "seconds", "images_per_s", "val_accuracy"} <= set(entry)
+        assert np.isfinite(entry["train_loss"])
+    lrs = [e["lr"] for e in record["history"]]
+    assert lrs[0] == pytest.approx(0.05) and lrs[0] > lrs[1] > lrs[2]  # cosine, stepped per epoch
+    best = record["best"]
+    assert best["metrics"]["val_accuracy"] == max(e["val_accuracy"] for e in record["history"])
+    assert record["dataset"]["split_sha256"] == records.sha256_file(split_file)
+    assert record["dataset"]["split_sizes"]["train"] == 160 and record["dataset"]["split_sizes"]["val"] == 91
+    assert record["model"]["weights_loaded"] == "random" and record["model"]["params"] > 1e6
+    assert record["config"]["optimizer"] == "sgd" and record["config"]["batch_size"] == 32
+    assert record["versions"]["torch"] and "train.py" in record["command"]
+
+    predictions = np.load(out / record["predictions"]["val"])
+    assert predictions["scores"].shape == (91, 10) and len(set(predictions["ids"])) == 91
+    recomputed = metrics.accuracy(predictions["labels"], predictions["scores"].argmax(1))
+    assert recomputed == pytest.approx(best["metrics"]["val_accuracy"])
+    assert (out / record["run_id"] / "best.safetensors").exists()
+
+
+def test_rerunning_a_complete_run_skips_it(complete_run, split_file, monkeypatch, capsys):
+    work, out, _ = complete_run
+    record_path = next(out.glob("*.json"))
+    before = record_path.read_bytes()
+    monkeypatch.chdir(work)
+    assert train_script.main(digits_args(split_file, out, 3)) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert record_path.read_bytes() == before
+
+
+def test_killed_run_resumes_to_the_same_history(complete_run, split_file, tmp_path):
+    _, _, _ = complete_run
+    reference = only_record(complete_run[1])
+    out = tmp_path / "runs"
+    command = [sys.executable, str(REPO / "train.py"), *digits_args(split_file, out, 3)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill -9 as soon as epoch 1 is recorded
+        found = list(out.glob("*.json"))
+        if found:
+            try:
+                if len(records.read_json(found[0])["history"]) >= 1:
+                    break
+            except (json.JSONDecodeError, KeyError):
+                pytest.fail("a reader saw a partly written record")
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    interrupted = only_record(out)
+    assert interrupted["status"] == "running" and 1 <= len(interrupted["history"]) <= 3
+
+    result = train(digits_args(split_file, out, 3), tmp_path)
+    resumed = only_record(out)
+    assert resumed["status"] == "complete"
+    assert comparable(resumed["history"]) == comparable(reference["history"])
+    if len(interrupted["history"]) < 3:
+        assert "resuming after epoch" in result.stdout
+
+
+def test_sigterm_saves_state_and_the_resumed_run_matches(complete_run, split_file, tmp_path):
+    reference = only_record(complete_run[1])
+    out = tmp_path / "runs"
+    command = [sys.executable, str(REPO / "train.py"), *digits_args(split_file, out, 3)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(out.glob("*.json")):
+        time.sleep(0.02)
+    time.sleep(1.0)  # inside epoch 1's training
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode in (143, 0), stderr
+    if process.returncode == 143:
+        assert "stopped by SIGTERM" in stdout
+        state = next(out.glob("*/state"))
+        assert json.loads((state / "progress.json").read_text())["partial"]["step"] >= 1
+    train(digits_args(split_file, out, 3), tmp_path)
+    assert comparable(only_record(out)["history"]) == comparable(reference["history"])
+
+
+def test_non_finite_loss_marks_the_run_diverged(split_file, tmp_path):
+    out = tmp_path / "runs"
+    result = train(digits_args(split_file, out, 2, "--lr", "1e12"), tmp_path)
+    record = only_record(out)
+    assert result.returncode == 0
+    assert record["status"] == "diverged" and record["diverged_epoch"] == 1
+    assert "non-finite" in record["error"]
+    again = train(digits_args(split_file, out, 2, "--lr", "1e12"), tmp_path)
+    assert "already diverged" in again.stdout
+
+
+def test_two_processes_evaluate_each_sample_exactly_once(split_file, tmp_path):
+    out = tmp_path / "runs"
+    # `accelerate launch --cpu` starts a single process whatever --num_processes says (accelerate 1.15); two CPU
+    # processes come from the multi-process launcher with ACCELERATE_USE_CPU set (gloo backend, MULTI_CPU).
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    train(digits_args(split_file, out, 1), tmp_path, launcher=launcher, extra_env={"ACCELERATE_USE_CPU": "true"})
+    record = only_record(out)
+    assert record["num_processes"] == 2 and record["status"] == "complete"
+    predictions = np.load(out / record["predictions"]["val"])
+    assert len(predictions["ids"]) == 91 and len(set(predictions["ids"])) == 91
+
+
+def test_hpa_thresholds_are_chosen_on_val_and_applied_to_test_val(tmp_path):
+    from data.synthetic import write_fixture
+    root = write_fixture("hpa", tmp_path / "hpa", per_class=3)
+    out = tmp_path / "runs"
+    train(["--dataset", "hpa", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs", "1",
+           "--batch-size", "8", "--img-size", "16", "--workers", "0", "--out", str(out)], tmp_path)
+    record = only_record(out)
+    assert record["dataset"]["report_split"] == "test_val"
+    val = np.load(out / record["predictions"]["val"])
+    test_val = np.load(out / record["predictions"]["test_val"])
+    chosen = metrics.choose_thresholds(val["labels"], val["scores"])
+    np.testing.assert_allclose(val["thresholds"], chosen)
+    np.testing.assert_allclose(test_val["thresholds"], chosen)
+    applied = metrics.macro_f1(test_val["labels"], (test_val["scores"] >= chosen).astype(int))
+    assert record["best"]["metrics"]["test_val_macro_f1"] == pytest.approx(applied)
+
+
+def test_bad_dataset_fails_before_any_compute(tmp_path):
+    from data.synthetic import write_fixture
+    root = write_fixture("aptos", tmp_path / "aptos")
+    csv = root / "train.csv"
+    csv.write_text(csv.read_text().replace("id_code,diagnosis", "id_code,grade"))
+    with pytest.raises(DatasetError, match=r"train.csv: column 'diagnosis' is missing"):
+        train_script.main(["--dataset", "aptos", "--root", str(root), "--weights", "random", "--out",
+                           str(tmp_path / "runs")])
+    assert not (tmp_path / "runs").exists()
