@@ -64,6 +64,32 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def write_predictions(path: str | os.PathLike, ids, labels, scores, thresholds, task: str) -> None:
+    """Per-sample predictions of one split (see metrics.py for what `scores` holds). `thresholds` are the
+    per-class thresholds or ordinal cut points chosen on the selection split, or None."""
+    atomic_save_npz(path, ids=np.asarray(ids), labels=np.asarray(labels), scores=np.asarray(scores),
+                    thresholds=np.asarray([] if thresholds is None else thresholds, dtype=np.float64),
+                    task=np.asarray(task))
+
+
+def read_predictions(path: str | os.PathLike) -> dict[str, Any]:
+    """What write_predictions wrote: ids, labels, scores, thresholds (None when unused) and task.
+
+    Raises ValueError naming the file when it cannot be read or lacks an array.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"predictions file {path} cannot be read ({error})") from error
+    missing = [key for key in ("ids", "labels", "scores", "thresholds", "task") if key not in arrays]
+    if missing:
+        raise ValueError(f"predictions file {path} has no {', '.join(repr(k) for k in missing)} array")
+    thresholds = arrays["thresholds"]
+    return {"ids": arrays["ids"], "labels": arrays["labels"], "scores": arrays["scores"],
+            "thresholds": thresholds if thresholds.size else None, "task": str(arrays["task"])}
+
+
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -185,10 +185,8 @@ def save_predictions(files: RunFiles, results: dict, thresholds, samples, task: 
     paths = {}
     for split, result in results.items():
         path = files.predictions(split)
-        records.atomic_save_npz(path, ids=np.asarray([samples.ids[i] for i in result["index"]]),
-                                labels=result["labels"], scores=result["scores"],
-                                thresholds=np.asarray([] if thresholds is None else thresholds, dtype=np.float64),
-                                task=np.asarray(task))
+        records.write_predictions(path, [samples.ids[i] for i in result["index"]], result["labels"],
+                                  result["scores"], thresholds, task)
         paths[split] = str(path.relative_to(files.record.parent))
     return paths
 

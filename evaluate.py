@@ -1,0 +1,266 @@
+"""Score finished runs, ensembles and test-time augmentation with 95% intervals; write Kaggle submissions.
+
+    python evaluate.py runs/<run_id>                                  # best checkpoint, selection + reported split
+    python evaluate.py runs/<a> runs/<b> runs/<c> --ensemble mean --tta flips
+    python evaluate.py --from-predictions runs/<run_id>              # no model, no GPU: from saved predictions
+    python evaluate.py --dataset aptos --model resnet50 --weights my.safetensors --split val
+    python evaluate.py runs/<run_id> --submission submission.csv --test-dir datasets/aptos/test_images
+
+Each scored model (and the ensemble) gets every metric of its task (metrics.TASK_METRICS) with an interval:
+Clopper-Pearson for accuracy, a seeded percentile bootstrap for the others. Thresholds (HPA) and cut points (an
+ordinal regression head) are fit on the selection split and applied unchanged to the others. An evaluation
+record (JSON) and per-sample predictions (.npz) are written atomically under --out.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+import cache
+import engine
+import metrics
+import models
+import records
+import splits
+import transforms
+from data import REGISTRY, get_spec, open_dataset
+from data.unlabeled import open_unlabeled
+
+SUBMISSION_COLUMNS = {"aptos": ("id_code", "diagnosis"), "hpa": ("Id", "Predicted"),
+                      "melanoma": ("image_name", "target"), "cassava": ("image_id", "label")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("runs", nargs="*", help="run folders or records (runs/<run_id> or runs/<run_id>.json)")
+    p.add_argument("--from-predictions", action="store_true", help="recompute metrics from the runs' saved predictions only")
+    p.add_argument("--split", nargs="*", default=None, help="splits to score (default: the selection split and the reported one)")
+    p.add_argument("--tta", default="none", choices=["none", "flips", "dihedral"], help="test-time augmentation: average over flipped views")
+    p.add_argument("--ensemble", default="mean", choices=["mean", "none"], help="with several runs, also score the mean of their scores")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
+    p.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples per interval")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--out", default="evaluations", help="folder for evaluation records and predictions")
+    p.add_argument("--name", default=None, help="name of this evaluation (default: derived from its inputs)")
+    g = p.add_argument_group("a model without a run record")
+    g.add_argument("--dataset", default=None, choices=sorted(REGISTRY), help="dataset of --model")
+    g.add_argument("--model", default=None, help="model name (models.py) to evaluate with --weights")
+    g.add_argument("--weights", default=None, help="weights file (.safetensors/.pth) for --model")
+    g.add_argument("--head", default="classification", choices=["classification", "regression"], help="head of --model")
+    g.add_argument("--img-size", type=int, default=None, help="input size for --model (default: the model's)")
+    g = p.add_argument_group("data")
+    g.add_argument("--root", default=None, help="dataset root (default: the run's)")
+    g.add_argument("--split-file", default=None, help="split file (default: the run's; checked against its SHA-256)")
+    g.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
+    g.add_argument("--workers", type=int, default=4, help="data-loading workers")
+    g.add_argument("--cache", default="auto", choices=["auto", "off"], help="read evaluation images from a prepared cache when one exists (cache.py)")
+    g.add_argument("--cache-dir", default="cache", help="folder of prepared image caches")
+    g = p.add_argument_group("Kaggle submission")
+    g.add_argument("--submission", default=None, help="write a submission CSV in the competition's format for --test-dir")
+    g.add_argument("--test-dir", default=None, help="folder of the competition's unlabeled test images")
+    return p
+
+
+def run_paths(arg: str) -> tuple[Path, dict]:
+    """The record of a run given as runs/<run_id> or runs/<run_id>.json."""
+    path = Path(arg)
+    record_path = path if path.suffix == ".json" else path.with_name(path.name + ".json")
+    if not record_path.exists():
+        raise SystemExit(f"{record_path}: no run record found for {arg}")
+    record = records.read_json(record_path)
+    if record.get("schema_version") != records.SCHEMA_VERSION:
+        raise SystemExit(f"{record_path}: schema_version {record.get('schema_version')!r}, "
+                         f"expected {records.SCHEMA_VERSION}")
+    if record.get("status") != "complete" or not record.get("best"):
+        raise SystemExit(f"{record_path}: run status is {record.get('status')!r}; only complete runs have a best checkpoint")
+    return record_path, record
+
+
+def load_predictions(record_path: Path, record: dict, split: str) -> dict:
+    relative = record.get("predictions", {}).get(split)
+    if relative is None:
+        raise SystemExit(f"{record_path}: no saved predictions for split '{split}' "
+                         f"(saved: {', '.join(record.get('predictions', {})) or 'none'})")
+    return records.read_predictions(record_path.parent / relative)
+
+
+def score_all(task: str, num_classes: int, predictions: dict[str, dict], args) -> dict[str, dict]:
+    return {split: metrics.score_with_intervals(task, p["labels"], p["scores"], p["thresholds"], num_classes,
+                                                level=args.level, n_boot=args.n_boot, seed=args.seed)
+            for split, p in predictions.items()}
+
+
+def with_decision(task: str, num_classes: int, selection_split: str, scores: dict[str, dict]) -> dict[str, dict]:
+    """Fit thresholds / cut points on the selection split and attach them, unchanged, to every split."""
+    selection = scores[selection_split]
+    thresholds = metrics.fit_decision(task, selection["labels"], selection["scores"], num_classes)
+    return {split: {**p, "thresholds": thresholds} for split, p in scores.items()}
+
+
+class Scorer:
+    """Runs models over the splits of one dataset, the same way train.py evaluates them."""
+
+    def __init__(self, samples, split_indices: dict, args, accelerator: Accelerator):
+        self.samples, self.split_indices, self.args, self.accelerator = samples, split_indices, args, accelerator
+        self.spec = samples.spec
+
+    def predict(self, model, model_info: dict, regression: bool, img_size: int, split: str) -> dict:
+        indices = self.split_indices[split] if split in self.split_indices else np.arange(len(self.samples))
+        reader = None if self.samples.options.get("unlabeled") else cache.reader_for(
+            self.samples, indices, img_size, "eval", self.args.cache, self.args.cache_dir)
+        dataset = engine.SampleDataset(self.samples, indices, transforms.eval_transform(img_size), reader=reader)
+        loader = self.accelerator.prepare(engine.make_loader(dataset, self.args.batch_size, False, self.args.workers))
+        outputs = engine.Outputs(self.spec.task, regression=regression)
+        predicted = engine.predict(model, loader, self.accelerator, outputs, model_info["mean"], model_info["std"],
+                                   tta=self.args.tta, hflip=True, vflip=self.spec.vflip, desc=f"{model_info['name']} {split}")
+        order = np.argsort(predicted["index"], kind="stable")
+        index = predicted["index"][order]
+        return {"ids": np.asarray([self.samples.ids[i] for i in index]), "labels": self.samples.labels[index],
+                "scores": predicted["scores"][order]}
+
+
+def load_run_model(record_path: Path, record: dict, accelerator: Accelerator):
+    config = record["config"]
+    weights = record_path.parent / record["run_id"] / "best.safetensors"
+    model, info = models.create_model(config["model"], record["model"]["num_outputs"], weights=str(weights),
+                                      pool=config.get("pool", "avg"), in_chans=record["model"].get("in_chans", 3))
+    return accelerator.prepare(model), info, config.get("head") == "regression", config["img_size"]
+
+
+def member_name(name: str, taken: dict) -> str:
+    """A run given twice (e.g. to check that an ensemble of a run with itself equals the run) gets '#2'."""
+    count = 1
+    while (name if count == 1 else f"{name}#{count}") in taken:
+        count += 1
+    return name if count == 1 else f"{name}#{count}"
+
+
+def evaluation_name(args, inputs: list[str]) -> str:
+    if args.name:
+        return args.name
+    digest = hashlib.sha256(" ".join(inputs + [args.tta, args.ensemble] + (args.split or [])).encode())
+    stem = Path(inputs[0]).stem if inputs else "eval"
+    return f"{stem}{'+' + str(len(inputs) - 1) if len(inputs) > 1 else ''}-tta{args.tta}-{digest.hexdigest()[:8]}"
+
+
+def write_submission(path: Path, dataset: str, ids: np.ndarray, scores: np.ndarray, thresholds) -> None:
+    """A submission in the competition's own format (header and value types as Kaggle expects them)."""
+    if dataset not in SUBMISSION_COLUMNS:
+        raise SystemExit(f"--submission: no Kaggle competition format for dataset '{dataset}'")
+    spec = get_spec(dataset)
+    if dataset == "melanoma":
+        values = [f"{p:.6f}" for p in (scores[:, 1] if scores.ndim == 2 else scores)]
+    elif dataset == "hpa":
+        predicted = metrics.predict(spec.task, scores, thresholds)
+        values = [" ".join(str(c) for c in np.flatnonzero(row)) for row in predicted]
+    else:
+        values = [str(int(v)) for v in metrics.predict(spec.task, scores, thresholds)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SUBMISSION_COLUMNS[dataset])
+    writer.writerows(zip(ids, values))
+    records.atomic_write_text(path, buffer.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.runs and not args.model:
+        raise SystemExit("give run folders, or --dataset, --model and --weights")
+    runs = [run_paths(arg) for arg in args.runs]
+    datasets = {record["config"]["dataset"] for _, record in runs} | ({args.dataset} if args.model else set())
+    if len(datasets) != 1 or None in datasets:
+        raise SystemExit(f"all runs must be on one dataset; got {sorted(map(str, datasets))}")
+    spec = get_spec(datasets.pop())
+    task, num_classes = spec.task, spec.num_classes
+    report_split = spec.report_split if not runs else runs[0][1]["dataset"].get("report_split")
+    wanted = args.split or [spec.selection_split] + ([report_split] if report_split else [])
+    name = evaluation_name(args, args.runs or [f"{args.model}-{Path(args.weights or 'none').stem}"])
+    out = Path(args.out) / name
+
+    needed = list(dict.fromkeys([spec.selection_split, *wanted]))  # thresholds are fit on the selection split
+    members: dict[str, dict[str, dict]] = {}  # member name -> split -> predictions
+    test_predictions: dict[str, dict] = {}    # member name -> predictions on the unlabeled Kaggle test images
+    if args.from_predictions:
+        if args.tta != "none" or args.submission:
+            raise SystemExit("--from-predictions reuses saved predictions; --tta and --submission need the model")
+        for record_path, record in runs:
+            members[member_name(record["run_id"], members)] = {
+                split: load_predictions(record_path, record, split) for split in needed}
+    else:
+        accelerator = Accelerator()
+        config = runs[0][1]["config"] if runs else {}
+        options = ({"channels": config.get("channels", "rgb"), "composite_dir": config.get("composite_dir")}
+                   if spec.name == "hpa" else {})
+        samples = open_dataset(spec.name, args.root or config.get("root"), **options)
+        split_indices, split_path, split_sha = splits.resolve_split(samples, args.split_file or config.get("split_file"))
+        for _, record in runs:
+            if record["dataset"]["split_sha256"] != split_sha:
+                raise SystemExit(f"{split_path}: SHA-256 {split_sha[:12]}... differs from the one run "
+                                 f"{record['run_id']} was trained with ({record['dataset']['split_sha256'][:12]}...)")
+        loaded = [load_run_model(p, r, accelerator) + (r["run_id"],) for p, r in runs]
+        if args.model:
+            model, info = models.create_model(args.model, 1 if args.head == "regression" else num_classes,
+                                              weights=args.weights or "imagenet", in_chans=samples.num_channels)
+            img_size = args.img_size or spec.img_size or models.default_img_size(args.model, spec.name)
+            loaded.append((accelerator.prepare(model), info, args.head == "regression", img_size, name))
+        scorer = Scorer(samples, split_indices, args, accelerator)
+        test_scorer = (Scorer(open_unlabeled(spec, Path(args.test_dir), samples.num_channels), {}, args, accelerator)
+                       if args.test_dir else None)
+        for model, info, regression, img_size, member in loaded:
+            member = member_name(member, members)
+            members[member] = {split: scorer.predict(model, info, regression, img_size, split) for split in needed}
+            if test_scorer:
+                test_predictions[member] = test_scorer.predict(model, info, regression, img_size, "test")
+
+    if len(members) > 1 and args.ensemble == "mean":
+        names = list(members)
+        members["ensemble"] = {split: {**members[names[0]][split],
+                                       "scores": np.mean([members[n][split]["scores"] for n in names], axis=0)}
+                               for split in needed}
+        if test_predictions:
+            test_predictions["ensemble"] = {**test_predictions[names[0]], "scores": np.mean(
+                [test_predictions[n]["scores"] for n in names], axis=0)}
+    members = {member: with_decision(task, num_classes, spec.selection_split, by_split)
+               for member, by_split in members.items()}
+
+    results = {}
+    for member, by_split in members.items():
+        results[member] = score_all(task, num_classes, {split: by_split[split] for split in wanted}, args)
+        for split, p in by_split.items():
+            records.write_predictions(out / f"predictions-{member}-{split}.npz", p["ids"], p["labels"], p["scores"],
+                                      p["thresholds"], task)
+    if args.submission:
+        chosen = "ensemble" if "ensemble" in members else next(iter(members))
+        if chosen not in test_predictions:
+            raise SystemExit("--submission needs --test-dir (the competition's unlabeled test images)")
+        test = test_predictions[chosen]
+        write_submission(Path(args.submission), spec.name, test["ids"], test["scores"],
+                         members[chosen][spec.selection_split]["thresholds"])
+        print(f"submission ({chosen}) -> {args.submission}")
+
+    evaluation = {"schema_version": records.SCHEMA_VERSION, "name": name, "dataset": spec.name, "task": task,
+                  "metric": spec.metric, "runs": args.runs, "from_predictions": args.from_predictions,
+                  "tta": args.tta, "ensemble": args.ensemble if len(members) > 1 else None,
+                  "level": args.level, "n_boot": args.n_boot, "seed": args.seed, "results": results,
+                  **records.provenance()}
+    records.atomic_write_json(out / "evaluation.json", evaluation)
+    for member, by_split in results.items():
+        for split, values in by_split.items():
+            primary = values[spec.metric]
+            print(f"{member:>40s}  {split:>10s}  {spec.metric} {primary['value']:.4f} "
+                  f"[{primary['low']:.4f}, {primary['high']:.4f}]")
+    print(f"-> {out / 'evaluation.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""evaluate.py on a finished run: scores with intervals, ensembles, TTA, saved predictions and submissions."""
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+
+import evaluate
+import metrics
+import records
+from data import get_spec
+from data.synthetic import write_fixture
+from conftest import only_record
+
+
+def run_evaluate(*args: str) -> dict:
+    assert evaluate.main([*args, "--n-boot", "200", "--workers", "0"]) == 0
+
+
+def evaluation(out) -> dict:
+    found = sorted(out.glob("*/evaluation.json"))
+    assert len(found) == 1, found
+    return records.read_json(found[0])
+
+
+def run_folder(complete_run):
+    _, out, _ = complete_run
+    record = only_record(out)
+    return out / record["run_id"], record
+
+
+def test_scores_from_saved_predictions_match_the_run(complete_run, tmp_path):
+    folder, record = run_folder(complete_run)
+    run_evaluate(str(folder), "--from-predictions", "--out", str(tmp_path))
+    result = evaluation(tmp_path)["results"][record["run_id"]]["val"]
+    assert result["accuracy"]["value"] == pytest.approx(record["best"]["metrics"]["val_accuracy"])
+    low, high = metrics.clopper_pearson(round(result["accuracy"]["value"] * 91), 91)
+    assert (result["accuracy"]["low"], result["accuracy"]["high"]) == pytest.approx((low, high))
+    assert result["accuracy"]["method"] == "clopper-pearson"
+    assert result["macro_f1"]["method"] == "bootstrap" and result["macro_f1"]["low"] <= result["macro_f1"]["high"]
+
+
+def test_model_evaluation_without_tta_equals_the_runs_own_predictions(complete_run, tmp_path, monkeypatch):
+    folder, record = run_folder(complete_run)
+    monkeypatch.chdir(complete_run[0])  # the run's split file path is relative to where it ran
+    run_evaluate(str(folder), "--tta", "none", "--out", str(tmp_path))
+    saved = np.load(folder.parent / record["predictions"]["val"])
+    name = evaluation(tmp_path)["name"]
+    again = np.load(tmp_path / name / f"predictions-{record['run_id']}-val.npz")
+    assert list(again["ids"]) == list(saved["ids"])
+    np.testing.assert_allclose(again["scores"], saved["scores"], atol=1e-5)
+
+
+def test_ensemble_of_a_run_with_itself_equals_the_run(complete_run, tmp_path):
+    folder, record = run_folder(complete_run)
+    run_evaluate(str(folder), str(folder), "--from-predictions", "--out", str(tmp_path))
+    results = evaluation(tmp_path)["results"]
+    assert results["ensemble"]["val"] == results[record["run_id"]]["val"]
+
+
+def test_flip_tta_runs_and_changes_only_what_flips_change(complete_run, tmp_path, monkeypatch):
+    folder, record = run_folder(complete_run)
+    monkeypatch.chdir(complete_run[0])
+    run_evaluate(str(folder), "--tta", "flips", "--out", str(tmp_path))
+    result = evaluation(tmp_path)
+    assert result["tta"] == "flips"
+    assert 0.0 <= result["results"][record["run_id"]]["val"]["accuracy"]["value"] <= 1.0
+
+
+def test_refuses_a_run_that_is_not_complete(complete_run, tmp_path):
+    folder, record = run_folder(complete_run)
+    copy = tmp_path / "runs"
+    copy.mkdir()
+    broken = dict(record, status="running")
+    records.atomic_write_json(copy / f"{record['run_id']}.json", broken)
+    with pytest.raises(SystemExit, match="status is 'running'"):
+        evaluate.main([str(copy / record["run_id"])])
+
+
+@pytest.mark.parametrize("dataset, header, check", [
+    ("aptos", ["id_code", "diagnosis"], lambda v: v in {"0", "1", "2", "3", "4"}),
+    ("hpa", ["Id", "Predicted"], lambda v: all(0 <= int(t) < 28 for t in v.split())),
+    ("melanoma", ["image_name", "target"], lambda v: 0.0 <= float(v) <= 1.0),
+    ("cassava", ["image_id", "label"], lambda v: v in {"0", "1", "2", "3", "4"}),
+])
+def test_submission_files_have_each_competitions_format(dataset, header, check, tmp_path):
+    spec = get_spec(dataset)
+    rng = np.random.default_rng(0)
+    ids = np.array([f"img{i}" for i in range(6)])
+    if spec.task == "multilabel":
+        scores, thresholds = rng.random((6, 28)), np.full(28, 0.5)
+    else:
+        scores, thresholds = rng.dirichlet(np.ones(spec.num_classes), 6), None
+    path = tmp_path / "submission.csv"
+    evaluate.write_submission(path, dataset, ids, scores, thresholds)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == header and [r[0] for r in rows[1:]] == list(ids)
+    assert all(check(r[1]) for r in rows[1:])
+
+
+def test_submission_end_to_end_on_an_unlabeled_aptos_folder(tmp_path, monkeypatch):
+    from conftest import train
+    root = write_fixture("aptos", tmp_path / "aptos", per_class=10)
+    test_dir = tmp_path / "test_images"
+    test_dir.mkdir()
+    for source in sorted((root / "train_images").iterdir())[:5]:
+        shutil.copy(source, test_dir / f"test{source.name}")
+    out = tmp_path / "runs"
+    train(["--dataset", "aptos", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs",
+           "1", "--batch-size", "8", "--img-size", "16", "--workers", "0", "--out", str(out)], tmp_path)
+    record = only_record(out)
+    monkeypatch.chdir(tmp_path)
+    submission = tmp_path / "submission.csv"
+    run_evaluate(str(out / record["run_id"]), "--submission", str(submission), "--test-dir", str(test_dir),
+                 "--out", str(tmp_path / "evals"))
+    lines = submission.read_text().splitlines()
+    assert lines[0] == "id_code,diagnosis" and len(lines) == 6
+    assert [l.split(",")[0] for l in lines[1:]] == sorted(p.stem for p in test_dir.iterdir())
