@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False,
-                              log_with=None if args.log_with == "none" else args.log_with)
+                              log_with=None if args.log_with == "none" else args.log_with,
+                              project_dir=str(files.folder))  # tracker logs go into the run's folder
     if args.batch_size % accelerator.num_processes:
         raise SystemExit(f"--batch-size {args.batch_size} must divide evenly over {accelerator.num_processes} processes")
     channels_last = args.channels_last == "yes" or (args.channels_last == "auto" and accelerator.device.type == "cuda")

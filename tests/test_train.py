@@ -171,3 +171,35 @@ def test_bad_dataset_fails_before_any_compute(tmp_path):
         train_script.main(["--dataset", "aptos", "--root", str(root), "--weights", "random", "--out",
                            str(tmp_path / "runs")])
     assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_image_names_the_file_or_is_skipped_and_counted(tmp_path, monkeypatch):
+    from data import BadImageError
+    from data.synthetic import write_fixture
+    root = write_fixture("aptos", tmp_path / "aptos", per_class=10)
+    corrupt = sorted((root / "train_images").iterdir())[0]
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)  # passes the up-front header check, fails to decode
+    monkeypatch.chdir(tmp_path)
+    args = ["--dataset", "aptos", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs", "1",
+            "--batch-size", "8", "--img-size", "16", "--workers", "0", "--split-method", "stratified"]
+    with pytest.raises(BadImageError, match=corrupt.name):
+        train_script.main([*args, "--out", str(tmp_path / "strict")])
+    assert only_record(tmp_path / "strict")["status"] == "failed"
+    assert train_script.main([*args, "--out", str(tmp_path / "lenient"), "--skip-bad-images"]) == 0
+    record = only_record(tmp_path / "lenient")
+    assert record["status"] == "complete" and record["skipped_bad_images"] == 1
+
+
+def test_run_reads_through_the_prepared_cache_and_records_it(split_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "runs"
+    args = digits_args(split_file, out, 1, "--cache-dir", str(tmp_path / "cache"))
+    assert train_script.main([*args, "--cache", "build"]) == 0
+    record = only_record(out)
+    assert record["cache"]["train"]["images"] == 160 and record["cache"]["val"]["images"] == 91
+    assert {record["cache"]["train"]["settings"]["kind"], record["cache"]["val"]["settings"]["kind"]} == {"train", "eval"}
+    shutil.rmtree(out)
+    assert train_script.main([*args, "--cache", "off"]) == 0
+    uncached = only_record(out)
+    assert uncached["cache"] == {"train": None, "val": None}
+    assert uncached["run_id"] == record["run_id"]  # where images are read from is not part of the experiment
