@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weights", default=None, help="weights file (.safetensors/.pth) for --model")
     g.add_argument("--head", default="classification", choices=["classification", "regression"], help="head of --model")
     g.add_argument("--img-size", type=int, default=None, help="input size for --model (default: the model's)")
+    g.add_argument("--pool", default="avg", choices=["avg", "gem"], help="global pooling --model was trained with")
+    g.add_argument("--channels", default="rgb", choices=["rgb", "rgby"], help="HPA only: the channels --model was trained on")
     g = p.add_argument_group("data")
     g.add_argument("--root", default=None, help="dataset root (default: the run's)")
     g.add_argument("--split-file", default=None, help="split file (default: the run's; checked against its SHA-256)")
@@ -114,14 +116,20 @@ class Scorer:
         self.spec = samples.spec
 
     def predict(self, model, model_info: dict, regression: bool, img_size: int, split: str) -> dict:
-        indices = self.split_indices[split] if split in self.split_indices else np.arange(len(self.samples))
+        if self.samples.options.get("unlabeled"):
+            indices = np.arange(len(self.samples))
+        elif split in self.split_indices:
+            indices = self.split_indices[split]
+        else:
+            raise SystemExit(f"split '{split}' is empty or not in the split file "
+                             f"(splits: {', '.join(self.split_indices)})")
         reader = None if self.samples.options.get("unlabeled") else cache.reader_for(
             self.samples, indices, img_size, "eval", self.args.cache, self.args.cache_dir)
         dataset = engine.SampleDataset(self.samples, indices, transforms.eval_transform(img_size), reader=reader)
         loader = self.accelerator.prepare(engine.make_loader(dataset, self.args.batch_size, False, self.args.workers))
         outputs = engine.Outputs(self.spec.task, regression=regression)
         predicted = engine.predict(model, loader, self.accelerator, outputs, model_info["mean"], model_info["std"],
-                                   tta=self.args.tta, hflip=True, vflip=self.spec.vflip, desc=f"{model_info['name']} {split}")
+                                   tta=self.args.tta, hflip=self.spec.hflip, vflip=self.spec.vflip, desc=f"{model_info['name']} {split}")
         order = np.argsort(predicted["index"], kind="stable")
         index = predicted["index"][order]
         return {"ids": np.asarray([self.samples.ids[i] for i in index]), "labels": self.samples.labels[index],
@@ -145,11 +153,14 @@ def member_name(name: str, taken: dict) -> str:
 
 
 def evaluation_name(args, inputs: list[str]) -> str:
+    """--name, or the first input's name plus a digest of every setting, so different evaluations never collide."""
     if args.name:
         return args.name
-    digest = hashlib.sha256(" ".join(inputs + [args.tta, args.ensemble] + (args.split or [])).encode())
-    stem = Path(inputs[0]).stem if inputs else "eval"
-    return f"{stem}{'+' + str(len(inputs) - 1) if len(inputs) > 1 else ''}-tta{args.tta}-{digest.hexdigest()[:8]}"
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in ("out", "name", "workers", "batch_size")}
+    digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
+    stem = Path(inputs[0]).name.removesuffix(".json") if inputs else "eval"
+    source = "predictions" if args.from_predictions else f"tta{args.tta}"
+    return f"{stem}{'+' + str(len(inputs) - 1) if len(inputs) > 1 else ''}-{source}-{digest}"
 
 
 def write_submission(path: Path, dataset: str, ids: np.ndarray, scores: np.ndarray, thresholds) -> None:
@@ -181,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"all runs must be on one dataset; got {sorted(map(str, datasets))}")
     spec = get_spec(datasets.pop())
     task, num_classes = spec.task, spec.num_classes
+    if args.tta == "dihedral" and not (spec.hflip and spec.vflip):
+        raise SystemExit(f"--tta dihedral: {spec.name} is not trained with both flips, so rotated views are new to it")
     report_split = spec.report_split if not runs else runs[0][1]["dataset"].get("report_split")
     wanted = args.split or [spec.selection_split] + ([report_split] if report_split else [])
     name = evaluation_name(args, args.runs or [f"{args.model}-{Path(args.weights or 'none').stem}"])
@@ -190,26 +203,33 @@ def main(argv: list[str] | None = None) -> int:
     members: dict[str, dict[str, dict]] = {}  # member name -> split -> predictions
     test_predictions: dict[str, dict] = {}    # member name -> predictions on the unlabeled Kaggle test images
     if args.from_predictions:
-        if args.tta != "none" or args.submission:
-            raise SystemExit("--from-predictions reuses saved predictions; --tta and --submission need the model")
+        if args.tta != "none" or args.submission or args.model:
+            raise SystemExit("--from-predictions reuses saved runs' predictions; --tta, --submission and --model "
+                             "need a model")
         for record_path, record in runs:
             members[member_name(record["run_id"], members)] = {
                 split: load_predictions(record_path, record, split) for split in needed}
     else:
         accelerator = Accelerator()
         config = runs[0][1]["config"] if runs else {}
-        options = ({"channels": config.get("channels", "rgb"), "composite_dir": config.get("composite_dir")}
+        options = ({"channels": config.get("channels", args.channels), "composite_dir": config.get("composite_dir")}
                    if spec.name == "hpa" else {})
         samples = open_dataset(spec.name, args.root or config.get("root"), **options)
-        split_indices, split_path, split_sha = splits.resolve_split(samples, args.split_file or config.get("split_file"))
+        recorded_split = runs[0][1]["dataset"]["split_file"] if runs else None
+        split_indices, split_path, split_sha = splits.resolve_split(samples, args.split_file or recorded_split)
         for _, record in runs:
             if record["dataset"]["split_sha256"] != split_sha:
                 raise SystemExit(f"{split_path}: SHA-256 {split_sha[:12]}... differs from the one run "
                                  f"{record['run_id']} was trained with ({record['dataset']['split_sha256'][:12]}...)")
         loaded = [load_run_model(p, r, accelerator) + (r["run_id"],) for p, r in runs]
         if args.model:
+            if not args.weights:
+                raise SystemExit("--model needs --weights: the fine-tuned weights file to evaluate")
             model, info = models.create_model(args.model, 1 if args.head == "regression" else num_classes,
-                                              weights=args.weights or "imagenet", in_chans=samples.num_channels)
+                                              weights=args.weights, pool=args.pool, in_chans=samples.num_channels)
+            if info["head"] != "from file":
+                raise SystemExit(f"{args.weights}: its head does not fit {num_classes if args.head != 'regression' else 1}"
+                                 f" outputs of {spec.name}, so the model would score a random head")
             img_size = args.img_size or spec.img_size or models.default_img_size(args.model, spec.name)
             loaded.append((accelerator.prepare(model), info, args.head == "regression", img_size, name))
         scorer = Scorer(samples, split_indices, args, accelerator)
@@ -223,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if len(members) > 1 and args.ensemble == "mean":
         names = list(members)
+        for split in needed:
+            if any(not np.array_equal(members[n][split]["ids"], members[names[0]][split]["ids"]) for n in names):
+                raise SystemExit(f"cannot ensemble: the runs' '{split}' predictions are not of the same images "
+                                 f"(trained on different split files?)")
         members["ensemble"] = {split: {**members[names[0]][split],
                                        "scores": np.mean([members[n][split]["scores"] for n in names], axis=0)}
                                for split in needed}

@@ -369,7 +369,9 @@ def load_inception(weights: str = "fid", dims: int = 2048) -> tuple[InceptionFea
         try:
             # transform_input=False: we feed (x - 127.5) / 127.5, which is what transform_input makes of
             # ImageNet-normalised input, so both weight sets see the same range
-            net = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1, aux_logits=False, transform_input=False)
+            # torchvision insists on aux_logits=True with pretrained weights; the auxiliary head is then dropped
+            net = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1, aux_logits=True, transform_input=False)
+            net.aux_logits, net.AuxLogits = False, None
         except OSError as error:
             raise _ways_out(f"torchvision's InceptionV3 weights ({Inception_V3_Weights.IMAGENET1K_V1.url}) could not "
                             f"be downloaded into {torch.hub.get_dir()}: {error}") from None

@@ -119,3 +119,37 @@ def test_submission_end_to_end_on_an_unlabeled_aptos_folder(tmp_path, monkeypatc
     lines = submission.read_text().splitlines()
     assert lines[0] == "id_code,diagnosis" and len(lines) == 6
     assert [l.split(",")[0] for l in lines[1:]] == sorted(p.stem for p in test_dir.iterdir())
+
+
+def test_unknown_split_is_an_error_not_the_whole_dataset(complete_run, tmp_path, monkeypatch):
+    folder, _ = run_folder(complete_run)
+    monkeypatch.chdir(complete_run[0])
+    with pytest.raises(SystemExit, match="split 'tset' is empty or not in the split file"):
+        evaluate.main([str(folder), "--split", "tset", "--workers", "0", "--out", str(tmp_path)])
+
+
+def test_runs_on_different_images_are_not_ensembled(complete_run, tmp_path):
+    folder, record = run_folder(complete_run)
+    other = tmp_path / "runs"
+    shutil.copytree(folder, other / record["run_id"])
+    predictions = other / record["predictions"]["val"]
+    saved = records.read_predictions(predictions)
+    records.write_predictions(predictions, saved["ids"][::-1], saved["labels"][::-1], saved["scores"][::-1],
+                              saved["thresholds"], saved["task"])
+    records.atomic_write_json(other / f"{record['run_id']}.json", record)
+    with pytest.raises(SystemExit, match="not of the same images"):
+        evaluate.main([str(folder), str(other / record["run_id"]), "--from-predictions", "--out", str(tmp_path)])
+
+
+def test_model_mode_needs_weights_whose_head_fits(complete_run, tmp_path, monkeypatch):
+    folder, record = run_folder(complete_run)
+    monkeypatch.chdir(complete_run[0])
+    base = ["--dataset", "digits", "--model", record["config"]["model"], "--split-file", record["dataset"]["split_file"],
+            "--workers", "0", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="--model needs --weights"):
+        evaluate.main(base)
+    with pytest.raises(SystemExit, match="head does not fit"):
+        evaluate.main([*base, "--weights", str(folder / "best.safetensors"), "--head", "regression"])
+    run_evaluate(*base, "--weights", str(folder / "best.safetensors"), "--img-size", "16")
+    result = next(iter(evaluation(tmp_path)["results"].values()))["val"]
+    assert result["accuracy"]["value"] == pytest.approx(record["best"]["metrics"]["val_accuracy"])

@@ -241,3 +241,9 @@ def test_all_datasets_writes_the_table_and_the_figure(tmp_path, data_root):
     assert (out / "fid_bars.png").read_bytes().startswith(b"\x89PNG")
     assert "| aptos | real-world | 15 | 6 |" in (out / "fid_table.md").read_text()
     assert json.loads((out / "fid_table.json").read_text())["reference"]["num_images"] == 6
+
+
+def test_torchvision_weights_offline_fail_with_the_ways_out():
+    # Builds torchvision's InceptionV3 as it must be built for pretrained weights, then fails on the download.
+    with pytest.raises(fid.WeightsUnavailable, match="inception_v3_google"):
+        fid.load_inception("torchvision", 2048)
