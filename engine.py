@@ -59,8 +59,8 @@ class SampleDataset(Dataset):
     """The images of one split, transformed to uint8 C x H x W tensors (normalisation happens on the device).
 
     `reader` maps a sample index to its image: by default the dataset's own files; a prepared cache can replace it.
-    With skip_bad_images, an unreadable image yields None, which `collate` drops and counts; otherwise its
-    BadImageError (naming the file) stops the run.
+    With skip_bad_images, an unreadable image yields {"bad": index}, which `collate` drops and reports in
+    "bad_indices"; otherwise its BadImageError (naming the file) stops the run.
     """
 
     def __init__(self, samples: Samples, indices: np.ndarray, transform, seed: int = 0,
@@ -72,14 +72,14 @@ class SampleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict | None:
+    def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, position = key
         index = int(self.indices[position])
         try:
             image = self.reader(index)
         except BadImageError:
             if self.skip_bad_images:
-                return None
+                return {"bad": index}
             raise
         transforms.seed_transform(self.transform, sample_seed(self.seed, epoch, index))
         image = self.transform(image=image)["image"]
@@ -88,14 +88,15 @@ class SampleDataset(Dataset):
                 "label": torch.as_tensor(label), "index": index}
 
 
-def collate(batch: list[dict | None]) -> dict:
-    good = [item for item in batch if item is not None]
+def collate(batch: list[dict]) -> dict:
+    good = [item for item in batch if "bad" not in item]
+    bad_indices = [item["bad"] for item in batch if "bad" in item]
     if not good:
-        return {"image": None, "label": None, "index": None, "bad_images": len(batch)}
+        return {"image": None, "label": None, "index": None, "bad_indices": bad_indices}
     return {"image": torch.stack([item["image"] for item in good]),
             "label": torch.stack([item["label"] for item in good]),
             "index": torch.tensor([item["index"] for item in good]),
-            "bad_images": len(batch) - len(good)}
+            "bad_indices": bad_indices}
 
 
 def single_threaded_worker(_: int) -> None:
@@ -105,7 +106,10 @@ def single_threaded_worker(_: int) -> None:
 
 def make_loader(dataset: SampleDataset, batch_size: int, shuffle: bool, workers: int, seed: int = 0,
                 drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
+    # The loader's own generator: creating an iterator draws a worker base seed from it, not from the global
+    # RNG that dropout uses, so the worker count and a resume leave training's random numbers untouched.
     return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), seed, shuffle),
+                      generator=torch.Generator().manual_seed(seed),
                       num_workers=workers, collate_fn=collate, drop_last=drop_last, pin_memory=pin_memory,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
                       worker_init_fn=single_threaded_worker if workers > 0 else None)
@@ -152,35 +156,46 @@ def train_one_epoch(model, loader, optimizer, accelerator, outputs: Outputs, mea
     step count when `should_stop()` turns true (SIGTERM), so the caller can save a mid-epoch state.
     """
     model.train()
-    totals = dict(totals or {"loss_sum": 0.0, "samples": 0, "bad_images": 0, "seconds": 0.0})
+    totals = dict(totals or {"loss_sum": 0.0, "samples": 0, "seconds": 0.0})
     totals.pop("stopped_at", None)
+    bad_indices: list[int] = []
     started = time.perf_counter()
     bar = tqdm(total=len(loader), initial=start_step, desc=f"epoch {epoch} train", leave=False,
                disable=not accelerator.is_local_main_process)
     step = start_step
     for batch in loader:
         step += 1
-        totals["bad_images"] += batch["bad_images"]
-        if batch["image"] is None:
+        bad_indices += batch["bad_indices"]
+        if batch["image"] is None:  # every image of the batch unreadable (--skip-bad-images, one process only)
             bar.update(1)
             continue
         with accelerator.autocast():
             logits = model(to_model_input(batch["image"], mean, std, channels_last))
             loss = outputs.loss(logits, batch["label"])
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {step}")
+        diverged, stop = agreed_flags(accelerator, not torch.isfinite(loss), should_stop())
+        if diverged:
+            raise NonFiniteLoss(f"non-finite training loss at epoch {epoch}, step {step}")
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
         totals["loss_sum"] += loss.item() * len(batch["label"])
         totals["samples"] += len(batch["label"])
         bar.update(1)
-        if should_stop() and step < len(loader) + start_step:
+        if stop and step < len(loader) + start_step:
             totals["stopped_at"] = step
             break
     bar.close()
     totals["seconds"] += time.perf_counter() - started
+    totals["bad_indices"] = bad_indices
     return totals
+
+
+def agreed_flags(accelerator, *flags: bool) -> list[bool]:
+    """Each flag true if it is true on any process, so that all processes stop or diverge at the same step."""
+    if accelerator.num_processes == 1:
+        return [bool(flag) for flag in flags]
+    summed = accelerator.reduce(torch.tensor([float(f) for f in flags], device=accelerator.device), "sum")
+    return [value > 0 for value in summed.tolist()]
 
 
 def sum_over_processes(accelerator, values: dict) -> dict:
@@ -195,13 +210,13 @@ def predict(model, loader, accelerator, outputs: Outputs, mean, std, *, channels
             tta: str = "none", hflip: bool = True, vflip: bool = False, desc: str = "eval") -> dict:
     """Scores for every sample of the loader's split, gathered from all processes without duplicates.
 
-    Returns {"index": (N,) sample indices, "scores": (N, ...) numpy, "bad_images": int}. With test-time
+    Returns {"index": (N,) sample indices, "scores": (N, ...) numpy, "bad_indices": [skipped samples]}. With test-time
     augmentation the scores of the views (transforms.tta_views) are averaged.
     """
     model.eval()
-    all_indices, all_scores, bad_images = [], [], 0
+    all_indices, all_scores, bad_indices = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
-        bad_images += batch["bad_images"]
+        bad_indices += batch["bad_indices"]
         if batch["image"] is None:
             continue
         views = transforms.tta_views(batch["image"], tta, hflip=hflip, vflip=vflip)
@@ -213,6 +228,5 @@ def predict(model, loader, accelerator, outputs: Outputs, mean, std, *, channels
         all_scores.append(scores.cpu())
     if not all_indices:
         raise RuntimeError(f"{desc}: no readable images in this split")
-    bad_images = int(accelerator.reduce(torch.tensor(bad_images, device=accelerator.device), "sum"))
     return {"index": torch.cat(all_indices).numpy(), "scores": torch.cat(all_scores).numpy(),
-            "bad_images": bad_images}
+            "bad_indices": bad_indices}

@@ -121,16 +121,17 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: dict):
 
 
 class RunFiles:
-    """Where one run keeps its files. The training state is swapped in with renames, never half-written."""
+    """Where one run keeps its files.
+
+    The training state and the best epoch's files (weights, predictions) are written together into a new state
+    folder that is swapped in with renames, so they always belong to the same epoch; the best files are then
+    published into the run folder by hard links (written again from the state on resume).
+    """
 
     def __init__(self, out: str | Path, run_id: str):
         self.record = Path(out) / f"{run_id}.json"
         self.folder = Path(out) / run_id
         self.state = self.folder / "state"
-        self.best_weights = self.folder / "best.safetensors"
-
-    def predictions(self, split: str) -> Path:
-        return self.folder / f"predictions-{split}.npz"
 
     def existing_state(self) -> Path | None:
         # A kill between the two renames of save_state() leaves the previous state as state.old.
@@ -139,21 +140,49 @@ class RunFiles:
                 return candidate
         return None
 
+    def publish_best(self) -> None:
+        """Link the state's best files into the run folder, each replacing its old version atomically."""
+        for source in sorted(self.state.glob(f"{BEST_PREFIX}*")):
+            target = self.folder / source.name.removeprefix(BEST_PREFIX)
+            temporary = target.with_name(f".{target.name}.link")
+            temporary.unlink(missing_ok=True)
+            link_or_copy(source, temporary)
+            os.replace(temporary, target)
 
-def save_state(accelerator: Accelerator, files: RunFiles, progress: dict) -> None:
-    """Accelerate's state (model, optimizer, scheduler, scaler, RNG) plus our progress, swapped in atomically."""
+
+BEST_PREFIX = "best-epoch-"  # state files that are the best epoch's weights and predictions
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # no second copy of the weights on disk
+    except OSError:  # file systems without hard links
+        shutil.copyfile(source, target)
+
+
+def save_state(accelerator: Accelerator, files: RunFiles, progress: dict, best_files: dict | None) -> None:
+    """Accelerate's state (model, optimizer, scheduler, scaler, RNG), our progress and the best epoch's files,
+    swapped in atomically. `best_files` maps file names to writers (path -> None) for a new best epoch; with None
+    the previous best files are carried over."""
     new, old = files.state.with_suffix(".new"), files.state.with_suffix(".old")
     if accelerator.is_main_process:
         shutil.rmtree(new, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(new), safe_serialization=True)
     if accelerator.is_main_process:
+        if best_files is not None:
+            for name, write in best_files.items():
+                write(new / f"{BEST_PREFIX}{name}")
+        else:
+            for previous in files.state.glob(f"{BEST_PREFIX}*"):
+                link_or_copy(previous, new / previous.name)
         records.atomic_write_json(new / "progress.json", progress)
         shutil.rmtree(old, ignore_errors=True)
         if files.state.exists():
             files.state.rename(old)
         new.rename(files.state)
         shutil.rmtree(old, ignore_errors=True)
+        files.publish_best()
     accelerator.wait_for_everyone()
 
 
@@ -169,8 +198,10 @@ def evaluate_splits(model, loaders: dict, accelerator, outputs, samples, spec, m
                                    desc=f"eval {split}")
         order = np.argsort(predicted["index"], kind="stable")
         index, scores = predicted["index"][order], predicted["scores"][order]
+        if not np.isfinite(scores).all():  # the last step's update can leave non-finite weights behind
+            raise engine.NonFiniteLoss(f"non-finite model outputs on split '{split}'")
         results[split] = {"index": index, "scores": scores, "labels": samples.labels[index],
-                          "bad_images": predicted["bad_images"]}
+                          "bad_indices": predicted["bad_indices"]}
     selection = results[spec.selection_split]
     thresholds = metrics.fit_decision(spec.task, selection["labels"], selection["scores"], spec.num_classes)
     scores = {}
@@ -181,14 +212,25 @@ def evaluate_splits(model, loaders: dict, accelerator, outputs, samples, spec, m
     return results, thresholds, scores
 
 
-def save_predictions(files: RunFiles, results: dict, thresholds, samples, task: str) -> dict:
-    paths = {}
+def best_epoch_files(model, accelerator, results: dict, thresholds, samples, task: str) -> dict:
+    """Writers of the best epoch's files: weights (safetensors) and each split's predictions."""
+    state_dict = accelerator.unwrap_model(model, keep_torch_compile=False).state_dict()
+    weights = safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
+    writers = {"best.safetensors": lambda path: records.atomic_write_bytes(path, weights)}
     for split, result in results.items():
-        path = files.predictions(split)
-        records.write_predictions(path, [samples.ids[i] for i in result["index"]], result["labels"],
-                                  result["scores"], thresholds, task)
-        paths[split] = str(path.relative_to(files.record.parent))
-    return paths
+        writers[f"predictions-{split}.npz"] = lambda path, r=result: records.write_predictions(
+            path, [samples.ids[i] for i in r["index"]], r["labels"], r["scores"], thresholds, task)
+    return writers
+
+
+def is_better(value: float, best: float | None) -> bool:
+    """NaN (a metric undefined on this epoch's predictions) never wins, and never blocks a later epoch."""
+    return bool(np.isfinite(value)) and (best is None or not np.isfinite(best) or value > best)
+
+
+def note_bad_images(progress: dict, indices: list[int]) -> None:
+    """Remember which samples were skipped as unreadable (each once, however many epochs met it)."""
+    progress["bad_images"] = sorted(set(progress["bad_images"]) | {int(i) for i in indices})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False,
                               log_with=None if args.log_with == "none" else args.log_with,
                               project_dir=str(files.folder))  # tracker logs go into the run's folder
+    if args.skip_bad_images and accelerator.num_processes > 1:
+        raise SystemExit("--skip-bad-images works in single-process runs only (skipped images would leave the "
+                         "processes with batches of different sizes); remove or repair the files listed by a "
+                         "single-process run")
     if args.batch_size % accelerator.num_processes:
         raise SystemExit(f"--batch-size {args.batch_size} must divide evenly over {accelerator.num_processes} processes")
     channels_last = args.channels_last == "yes" or (args.channels_last == "auto" and accelerator.device.type == "cuda")
@@ -261,11 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         model, optimizer, scheduler, train_loader, *eval_loaders.values())
     eval_loaders = dict(zip(eval_loaders, prepared))
 
-    progress = {"epoch": 0, "history": [], "best": None, "predictions": {}, "partial": None, "bad_images": 0}
+    progress = {"epoch": 0, "history": [], "best": None, "predictions": {}, "partial": None, "bad_images": []}
     state_dir = files.existing_state()
     if state_dir is not None:
         accelerator.load_state(str(state_dir))
         progress = records.read_json(state_dir / "progress.json")
+        if accelerator.is_main_process and state_dir == files.state:
+            files.publish_best()  # a kill may have come between the state swap and the links
         accelerator.print(f"{run_id}: resuming after epoch {progress['epoch']}"
                           + (f", step {progress['partial']['step']}" if progress["partial"] else ""))
 
@@ -285,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def write_record(**changes) -> None:
         record.update(history=progress["history"], best=progress["best"], predictions=progress["predictions"],
-                      skipped_bad_images=progress["bad_images"], **changes)
+                      skipped_bad_images=len(progress["bad_images"]),
+                      bad_image_ids=[samples.ids[i] for i in progress["bad_images"]],
+                      **changes)
         if accelerator.is_main_process:
             records.atomic_write_json(files.record, record)
 
@@ -303,33 +353,36 @@ def main(argv: list[str] | None = None) -> int:
             train_loader.set_epoch(epoch)
             loader = accelerator.skip_first_batches(train_loader, partial["step"]) if partial else train_loader
             lr = optimizer.param_groups[0]["lr"]
+            # A partial epoch's sums were saved summed over processes: the main process carries them on.
+            carried = partial.get("totals") if accelerator.is_main_process else None
             totals = engine.train_one_epoch(model, loader, optimizer, accelerator, outputs, mean, std, epoch=epoch,
                                             channels_last=channels_last, start_step=partial.get("step", 0),
-                                            totals=partial.get("totals"), should_stop=lambda: bool(stop_requested))
+                                            totals=carried, should_stop=lambda: bool(stop_requested))
+            note_bad_images(progress, totals.pop("bad_indices"))
+            summed = {**engine.sum_over_processes(accelerator, {k: totals[k] for k in ("loss_sum", "samples")}),
+                      "seconds": totals["seconds"]}
             if "stopped_at" in totals:  # SIGTERM: keep the partial epoch, resume from this step
-                progress["partial"] = {"step": totals.pop("stopped_at"), "totals": totals}
-                save_state(accelerator, files, progress)
+                progress["partial"] = {"step": totals["stopped_at"], "totals": summed}
+                save_state(accelerator, files, progress, None)
+                write_record()
                 accelerator.print(f"{run_id}: stopped by SIGTERM at epoch {epoch}; state saved, rerun to resume")
                 return 143
             scheduler.step()
-            summed = engine.sum_over_processes(accelerator, totals)
             results, thresholds, scores = evaluate_splits(model, eval_loaders, accelerator, outputs, samples, spec,
                                                           mean, std, channels_last)
             entry = {"epoch": epoch, "lr": lr, "train_loss": summed["loss_sum"] / max(summed["samples"], 1),
                      "seconds": totals["seconds"], "images_per_s": summed["samples"] / max(totals["seconds"], 1e-9),
                      **scores}
             progress["history"].append(entry)
-            progress["bad_images"] += int(summed["bad_images"]) + sum(r["bad_images"] for r in results.values())
-            best = progress["best"]
-            if best is None or scores[selection_key] > best["metrics"][selection_key]:
+            for result in results.values():
+                note_bad_images(progress, result["bad_indices"])
+            best_files = None
+            if is_better(scores[selection_key], progress["best"] and progress["best"]["metrics"][selection_key]):
                 progress["best"] = {"epoch": epoch, "metrics": scores}
-                if accelerator.is_main_process:
-                    progress["predictions"] = save_predictions(files, results, thresholds, samples, spec.task)
-                    state_dict = accelerator.unwrap_model(model, keep_torch_compile=False).state_dict()
-                    records.atomic_write_bytes(files.best_weights, safetensors_bytes(
-                        {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}))
+                progress["predictions"] = {split: f"{run_id}/predictions-{split}.npz" for split in results}
+                best_files = best_epoch_files(model, accelerator, results, thresholds, samples, spec.task)
             progress["epoch"] = epoch
-            save_state(accelerator, files, progress)
+            save_state(accelerator, files, progress, best_files)
             write_record()
             accelerator.log({k: v for k, v in entry.items() if v is not None}, step=epoch)
             accelerator.print(f"epoch {epoch}/{config['epochs']}  loss {entry['train_loss']:.4f}  "
@@ -344,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         accelerator.end_training()
+    if progress["best"] is None:
+        write_record(status="failed", error=f"{selection_key} was undefined (NaN) at every epoch", finished_at=now())
+        raise SystemExit(f"{run_id}: {selection_key} was undefined at every epoch; no best epoch to report")
     write_record(status="complete", finished_at=now())
     best = progress["best"]
     accelerator.print(f"{run_id}: complete; best epoch {best['epoch']}: {selection_key} "

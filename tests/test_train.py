@@ -37,7 +37,7 @@ def test_full_run_writes_a_complete_record(complete_run, split_file):
     record = only_record(out)
     assert record["schema_version"] == records.SCHEMA_VERSION
     assert record["status"] == "complete" and record["error"] is None
-    assert record["run_id"].startswith("digits-resnet18-random-sgd-cosine-lr0.05-wd0.0001-paper-s0-")
+    assert record["run_id"].startswith("digits-mobilenet_v3_small-random-sgd-cosine-lr0.05-wd0.0001-paper-s0-")
     assert [e["epoch"] for e in record["history"]] == [1, 2, 3]
     for entry in record["history"]:
         assert {"train_loss", "lr", "seconds", "images_per_s", "val_accuracy"} <= set(entry)
@@ -132,6 +132,16 @@ def test_non_finite_loss_marks_the_run_diverged(split_file, tmp_path):
     assert "already diverged" in again.stdout
 
 
+def test_weights_broken_by_an_epochs_last_step_also_mark_the_run_diverged(split_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "runs"
+    args = digits_args(split_file, out, 1, "--lr", "1e12")
+    args[args.index("--batch-size") + 1] = "160"  # one step per epoch: the loss is finite, the update is not
+    assert train_script.main(args) == 0
+    record = only_record(out)
+    assert record["status"] == "diverged" and "non-finite model outputs" in record["error"]
+
+
 def test_two_processes_evaluate_each_sample_exactly_once(split_file, tmp_path):
     out = tmp_path / "runs"
     # `accelerate launch --cpu` starts a single process whatever --num_processes says (accelerate 1.15); two CPU
@@ -203,3 +213,14 @@ def test_run_reads_through_the_prepared_cache_and_records_it(split_file, tmp_pat
     uncached = only_record(out)
     assert uncached["cache"] == {"train": None, "val": None}
     assert uncached["run_id"] == record["run_id"]  # where images are read from is not part of the experiment
+
+
+def test_worker_count_does_not_change_the_run(split_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    histories = []
+    for workers in ("0", "2"):
+        args = digits_args(split_file, tmp_path / f"out{workers}", 1)
+        args[args.index("--workers") + 1] = workers
+        assert train_script.main(args) == 0
+        histories.append(comparable(only_record(tmp_path / f"out{workers}")["history"]))
+    assert histories[0] == histories[1]
