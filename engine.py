@@ -9,6 +9,7 @@ batches an uninterrupted run would.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -172,13 +173,14 @@ def train_one_epoch(model, loader, optimizer, accelerator, outputs: Outputs, mea
         with accelerator.autocast():
             logits = model(to_model_input(batch["image"], mean, std, channels_last))
             loss = outputs.loss(logits, batch["label"])
-        diverged, stop = agreed_flags(accelerator, not torch.isfinite(loss), should_stop())
+        loss_value = loss.item()  # the step's one host sync: for the log and the divergence check
+        diverged, stop = agreed_flags(accelerator, not math.isfinite(loss_value), should_stop())
         if diverged:
-            raise NonFiniteLoss(f"non-finite training loss at epoch {epoch}, step {step}")
+            raise NonFiniteLoss(f"non-finite training loss ({loss_value}) at epoch {epoch}, step {step}")
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
-        totals["loss_sum"] += loss.item() * len(batch["label"])
+        totals["loss_sum"] += loss_value * len(batch["label"])
         totals["samples"] += len(batch["label"])
         bar.update(1)
         if stop and step < len(loader) + start_step:
@@ -192,10 +194,10 @@ def train_one_epoch(model, loader, optimizer, accelerator, outputs: Outputs, mea
 
 def agreed_flags(accelerator, *flags: bool) -> list[bool]:
     """Each flag true if it is true on any process, so that all processes stop or diverge at the same step."""
-    if accelerator.num_processes == 1:
+    if accelerator.num_processes == 1:  # no collective on the single-process hot path
         return [bool(flag) for flag in flags]
-    summed = accelerator.reduce(torch.tensor([float(f) for f in flags], device=accelerator.device), "sum")
-    return [value > 0 for value in summed.tolist()]
+    summed = sum_over_processes(accelerator, dict(enumerate(flags)))
+    return [summed[i] > 0 for i in range(len(flags))]
 
 
 def sum_over_processes(accelerator, values: dict) -> dict:

@@ -6,7 +6,6 @@ CIFAR-10's pickles; then each kind of broken input is planted and the error must
 """
 from __future__ import annotations
 
-import csv
 import json
 import pickle
 import shutil

@@ -5,7 +5,6 @@ listing with NumPy's global legacy RNG, as the released code does, and compared 
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,12 +19,6 @@ from data import DatasetError
 from conftest import REPO, digits_args, only_record, train
 
 TIMING_KEYS = {"seconds", "images_per_s"}
-
-
-def only_record(out: Path) -> dict:
-    found = sorted(out.glob("*.json"))
-    assert len(found) == 1, found
-    return records.read_json(found[0])
 
 
 def comparable(history: list[dict]) -> list[dict]:
