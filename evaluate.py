@@ -27,6 +27,7 @@ import cache
 import engine
 import metrics
 import models
+import networks
 import records
 import splits
 import transforms
@@ -138,7 +139,7 @@ class Scorer:
 def load_run_model(record_path: Path, record: dict, accelerator: Accelerator):
     config = record["config"]
     weights = record_path.parent / record["run_id"] / "best.safetensors"
-    model, info = models.create_model(config["model"], record["model"]["num_outputs"], weights=str(weights),
+    model, info = networks.create_model(config["model"], record["model"]["num_outputs"], weights=str(weights),
                                       pool=config.get("pool", "avg"), in_chans=record["model"].get("in_chans", 3))
     return accelerator.prepare(model), info, config.get("head") == "regression", config["img_size"]
 
@@ -224,12 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.model:
             if not args.weights:
                 raise SystemExit("--model needs --weights: the fine-tuned weights file to evaluate")
-            model, info = models.create_model(args.model, 1 if args.head == "regression" else num_classes,
+            model, info = networks.create_model(args.model, 1 if args.head == "regression" else num_classes,
                                               weights=args.weights, pool=args.pool, in_chans=samples.num_channels)
             if info["head"] != "from file":
                 raise SystemExit(f"{args.weights}: its head does not fit {num_classes if args.head != 'regression' else 1}"
                                  f" outputs of {spec.name}, so the model would score a random head")
-            img_size = args.img_size or spec.img_size or models.default_img_size(args.model, spec.name)
+            img_size = models.input_size(args.model, spec.name, args.img_size)
             loaded.append((accelerator.prepare(model), info, args.head == "regression", img_size, name))
         scorer = Scorer(samples, split_indices, args, accelerator)
         test_scorer = (Scorer(open_unlabeled(spec, Path(args.test_dir), samples.num_channels), {}, args, accelerator)

@@ -1,8 +1,10 @@
-"""Every architecture the toolkit can fine-tune, and how each is built.
+"""The model registry: every architecture the toolkit knows, as data, and the input size each one trains at.
 
 The study plots transfer performance against ImageNet top-1, so the registry below is data the analysis depends on:
 for each model, the library constructor, the exact pretrained weights, the ImageNet top-1 of those weights as the
 library reports it, the parameter count, the normalisation the weights expect and the default fine-tuning size.
+This module imports neither torch nor timm (timm only to look up a name outside the registry), so the analysis
+reads it cheaply; networks.py builds the models.
 
 Groups: "testbed" is the paper's 19 ImageNet models; "clip" the CLIP image towers the paper also fine-tunes;
 "later" architectures published after the paper; "extra" small models for demos. Any other timm model name
@@ -11,34 +13,16 @@ unknown. Registry names take precedence over timm names of the same spelling ("r
 
     python models.py            # the registry as a table
     python models.py --json     # the same as JSON
-
-`create_model(name, num_classes, weights=..., pool=..., in_chans=...)` returns the network with a freshly
-initialised head, and a JSON-serialisable dict saying what was built and which weights were really loaded.
-Weights: "imagenet" (the library's pretrained weights, downloaded to its usual cache: TORCH_HOME for
-torchvision, HF_HOME for timm), "random", or a path to a local .safetensors/.pth state dict. Pretrained weights
-that cannot be fetched raise WeightsUnavailableError; nothing ever falls back to random weights silently.
-Offline with timm weights already cached, set HF_HUB_OFFLINE=1: otherwise the Hub client retries the network
-for tens of seconds before it falls back to the cache.
 """
 from __future__ import annotations
 
 import argparse
 import difflib
-import itertools
 import json
-import pickle
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import timm
-import torch
-import torchvision
-from safetensors import SafetensorError
-from safetensors.torch import load_file as load_safetensors
-from timm.layers import SelectAdaptivePool2d
-from torch import nn
-
-import records
+import errors
+from data import get_spec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,7 +30,9 @@ INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)  # Google-trained weights (Ince
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+class UnknownModelError(errors.UsageError, ValueError):
+    """A model name that is neither in the registry nor a timm model (or a timm name with an unknown tag)."""
 
 
 @dataclass(frozen=True)
@@ -126,268 +112,52 @@ REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
 ]}
 
 
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights were asked for but cannot be had (no network, nothing cached, no such weights)."""
-
-
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for `name`, else an entry for the timm model `name` ("arch" or "arch.tag")."""
     if name in REGISTRY:
         return REGISTRY[name]
+    import timm  # only for names outside the registry: the registry itself needs no torch
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, list(REGISTRY) + timm.list_models(), n=6)
-        raise ValueError(f"unknown model {name!r}: not in models.py's registry (python models.py lists it) and "
+        candidates = list(dict.fromkeys([*REGISTRY, *timm.list_models()]))  # registry names are timm names too
+        close = difflib.get_close_matches(name, candidates, n=6)
+        raise UnknownModelError(f"unknown model {name!r}: not in models.py's registry (python models.py lists it) and "
                          f"not a timm model. Close matches: {', '.join(close) or 'none'}")
     arch = name.split(".")[0]
     try:
         cfg = timm.models.get_pretrained_cfg(name)
     except RuntimeError as err:  # timm's answer to an unknown pretrained tag
         known = ", ".join(timm.list_pretrained(arch + ".*")) or "none"
-        raise ValueError(f"{name!r}: {err} Known tags: {known}") from err
+        raise UnknownModelError(f"{name!r}: {err} Known tags: {known}") from err
     if cfg is None:
         return ModelEntry(name, name, "timm", arch, None, None, None, 224, "timm")
     return ModelEntry(name, name, "timm", arch, cfg.tag, None, None, cfg.input_size[-1], "timm",
                       tuple(cfg.mean), tuple(cfg.std), bool(cfg.fixed_input_size))
 
 
-def default_img_size(model_name: str, dataset_name: str | None = None) -> int:
-    """The paper's fine-tuning size: 224 for DeiT and for EuroSAT, 256 for the rest of the testbed.
+def input_size(model_name: str, dataset_name: str, requested: int | None = None) -> int:
+    """The one decision of a run's input size, used by train.py, evaluate.py and cache.py alike.
 
-    Models that only accept one input size (DeiT, ViTs, Swin, Mixer) get that size whatever the dataset; CLIP
-    towers, later architectures and other timm models get their native size."""
-    entry = get_entry(model_name)
-    if dataset_name is not None and dataset_name.lower() == "eurosat" and not entry.fixed_input_size:
-        return 224
-    return entry.input_size
-
-
-class GeM(nn.Module):
-    """Generalized-mean pooling, (mean over positions of x^p)^(1/p), with a learnable p starting at 3.
-
-    Wraps the family's own global average pool, so that its input layout (timm's Swin pools channels-last) and
-    flattening are kept: average-pooling x^p and taking the 1/p-th power is exactly GeM."""
-
-    def __init__(self, avg_pool: nn.Module, p: float = 3.0, eps: float = 1e-6):
-        super().__init__()
-        self.avg_pool = avg_pool
-        self.p = nn.Parameter(torch.tensor(float(p)))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # in float32: cubes of activations overflow float16 and lose most digits in bfloat16
-        pooled = self.avg_pool(x.float().clamp(min=self.eps).pow(self.p))
-        return pooled.pow(1.0 / self.p).to(x.dtype)
-
-
-def create_model(name: str, num_classes: int, weights: str = "imagenet", pool: str = "avg",
-                 in_chans: int = 3) -> tuple[nn.Module, dict]:
-    """Build `name` with a fresh `num_classes`-output head (1 = regression head) and the requested weights.
-
-    pool="gem" replaces the network's global average pool with GeM (an error for families without one).
-    in_chans > 3 adds input channels to the first convolution, each initialised to the mean of its RGB filters
-    (after the weights are loaded, so pretrained RGB filters are kept).
-    weights=PATH loads a state dict of this network. It may come from the 3-channel, average-pooled library
-    model (as the library's own download does): then a head of another size stays freshly initialised, a 3-channel
-    first convolution is extended as above and GeM's p starts at 3. Any other missing, unexpected or differently
-    shaped key is an error naming them.
+    The paper's recipe: 224 for DeiT and for EuroSAT, 256 for the rest of the testbed. Models that accept only one
+    input size (DeiT, CLIP and other ViTs, Swin, Mixer) get that size on every dataset; a dataset with a size of its
+    own (EuroSAT 224, digits 32) sets it for the other models; otherwise the model's registry size. `requested`
+    (--img-size) overrides it, except for a fixed-size model, which refuses any other size.
     """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be at least 1 (1 is the regression head), got {num_classes}")
-    if pool not in ("avg", "gem"):
-        raise ValueError(f"pool must be 'avg' or 'gem', got {pool!r}")
-    if in_chans < 3:
-        raise ValueError(f"in_chans must be 3 or more (extra channels extend the RGB filters), got {in_chans}")
-    weights_file = _weights_file(weights)
-    entry = get_entry(name)
-
-    if weights == "imagenet":
-        model, weights_loaded = _pretrained(entry), f"imagenet:{entry.weights_tag}"
-    elif entry.library == "torchvision":
-        model, weights_loaded = torchvision.models.get_model(entry.constructor, weights=None), "random"
-    else:
-        model, weights_loaded = timm.create_model(_qualified_name(entry), pretrained=False), "random"
-
-    head_keys = _reset_head(model, entry, num_classes)
-    conv_key = None
-    if in_chans > 3:
-        conv_name = _first_conv_name(model)
-        conv = model.get_submodule(conv_name)
-        conv.weight = nn.Parameter(_with_extra_channels(conv.weight.detach(), in_chans))
-        conv.in_channels = in_chans
-        conv_key = f"{conv_name}.weight"
-    gem_key = f"{_use_gem(model, entry)}.p" if pool == "gem" else None
-
-    head = "fresh"
-    if weights_file is not None:  # built with random weights above, now overwritten
-        if _load_weights_file(model, weights_file, entry, head_keys, conv_key, gem_key):
-            head = "from file"
-        weights_loaded = f"file:{weights_file.resolve()} sha256={records.sha256_file(weights_file)}"
-
-    info = {
-        "name": entry.name, "label": entry.label, "library": entry.library, "constructor": entry.constructor,
-        "weights_tag": entry.weights_tag, "weights_loaded": weights_loaded, "head": head,
-        "imagenet_top1": entry.imagenet_top1, "params": sum(p.numel() for p in model.parameters()),
-        "input_size": entry.input_size, "mean": list(entry.mean), "std": list(entry.std), "pool": pool,
-        "in_chans": in_chans, "num_outputs": num_classes, "group": entry.group,
-    }
-    return model, info
+    entry = get_entry(model_name)
+    if entry.fixed_input_size:
+        if requested not in (None, entry.input_size):
+            raise errors.UsageError(f"--img-size {requested}: {model_name} only accepts {entry.input_size} px "
+                                    f"inputs (fixed position embeddings); leave --img-size out")
+        return entry.input_size
+    if requested is not None:
+        if requested < 1:
+            raise errors.UsageError(f"--img-size must be a positive number of pixels, got {requested}")
+        return requested
+    return get_spec(dataset_name).img_size or entry.input_size
 
 
-def _weights_file(weights: str) -> Path | None:
-    """None for "imagenet"/"random", else the existing weights file `weights` names."""
-    if weights in ("imagenet", "random"):
-        return None
-    path = Path(weights)
-    if not path.is_file():
-        raise ValueError(f"weights={weights!r}: not 'imagenet', not 'random', and no such file")
-    if path.suffix not in WEIGHT_FILE_SUFFIXES:
-        raise ValueError(f"{path}: weights files must end in one of {', '.join(WEIGHT_FILE_SUFFIXES)}")
-    return path
-
-
-def _qualified_name(entry: ModelEntry) -> str:
+def qualified_name(entry: ModelEntry) -> str:
     """"constructor.tag": the name timm builds pretrained models by, and how the table names weights."""
     return f"{entry.constructor}.{entry.weights_tag}" if entry.weights_tag else entry.constructor
-
-
-def _pretrained(entry: ModelEntry) -> nn.Module:
-    """The library's model with its pretrained weights, through the library's own download and cache."""
-    if entry.library == "torchvision":
-        tv_weights = torchvision.models.get_model_weights(entry.constructor)[entry.weights_tag]
-        where = f"{tv_weights.url} (cache: {Path(torch.hub.get_dir()) / 'checkpoints'})"
-        try:
-            return torchvision.models.get_model(entry.constructor, weights=tv_weights)
-        except OSError as err:  # URLError and other network/file errors
-            raise WeightsUnavailableError(_unavailable(entry, str(err), where)) from err
-
-    timm_name = _qualified_name(entry)
-    cfg = timm.models.get_pretrained_cfg(timm_name)
-    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
-        # timm itself would only log a warning here and return random weights
-        raise WeightsUnavailableError(_unavailable(entry, "timm lists no downloadable weights for it",
-                                                   f"timm's pretrained configs for {timm_name}"))
-    if cfg.hf_hub_id:
-        from huggingface_hub import constants
-        where = f"the Hugging Face Hub repo {cfg.hf_hub_id} (cache: {constants.HF_HUB_CACHE})"
-    else:
-        where = cfg.file or f"{cfg.url} (cache: {Path(torch.hub.get_dir()) / 'checkpoints'})"
-    try:
-        return timm.create_model(timm_name, pretrained=True)
-    except OSError as err:  # huggingface_hub's offline/not-found errors and URLError are all OSErrors
-        raise WeightsUnavailableError(_unavailable(entry, str(err), where)) from err
-
-
-def _unavailable(entry: ModelEntry, reason: str, where: str) -> str:
-    return (f"{entry.name}: cannot load the pretrained weights {entry.library} {_qualified_name(entry)} "
-            f"({reason}). "
-            f"Looked in {where}. Either get the weights file yourself and pass --weights PATH (a .safetensors or "
-            f".pth state dict), or pass --weights random for a smoke run without pretrained weights.")
-
-
-def _state_ids(model: nn.Module) -> dict[str, int]:
-    return {name: id(t) for name, t in itertools.chain(model.named_parameters(), model.named_buffers())}
-
-
-def _reset_head(model: nn.Module, entry: ModelEntry, num_classes: int) -> set[str]:
-    """Replace the classifier with a freshly initialised one; return the state-dict keys that are new."""
-    before = _state_ids(model)
-    if entry.library == "timm":
-        model.reset_classifier(num_classes)
-    elif isinstance(getattr(model, "fc", None), nn.Linear):  # ResNet, ResNeXt, ShuffleNet
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
-    elif isinstance(model.classifier, nn.Linear):  # DenseNet
-        model.classifier = nn.Linear(model.classifier.in_features, num_classes)
-    else:  # a Sequential ending in Linear (AlexNet, VGG, MobileNet, MnasNet) or SqueezeNet's 1x1 conv + pool
-        index = max(i for i, layer in enumerate(model.classifier) if isinstance(layer, (nn.Linear, nn.Conv2d)))
-        old = model.classifier[index]
-        model.classifier[index] = (nn.Linear(old.in_features, num_classes) if isinstance(old, nn.Linear)
-                                   else nn.Conv2d(old.in_channels, num_classes, kernel_size=1))
-    return {name for name, ident in _state_ids(model).items() if before.get(name) != ident}
-
-
-def _first_conv_name(model: nn.Module) -> str:
-    # for every registry entry the first Conv2d registered is the stem (tests check timm's pretrained_cfg agrees)
-    name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
-    if conv.in_channels != 3 or conv.groups != 1:
-        raise ValueError(f"first convolution {name} takes {conv.in_channels} channels in {conv.groups} groups, "
-                         f"expected a plain 3-channel (RGB) stem")
-    return name
-
-
-def _with_extra_channels(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """RGB filters (out, 3, kh, kw) -> (out, in_chans, kh, kw), each added channel the mean of the RGB ones."""
-    extra = weight.mean(dim=1, keepdim=True).expand(-1, in_chans - 3, -1, -1)
-    return torch.cat([weight, extra], dim=1)
-
-
-def _global_avg_pools(model: nn.Module, entry: ModelEntry) -> list[str]:
-    """Names of the layers that average the final feature map to one vector per image."""
-    if entry.library == "timm":  # timm's heads pool with SelectAdaptivePool2d ("fast" is a fast average)
-        return [name for name, module in model.named_modules() if isinstance(module, SelectAdaptivePool2d)
-                and module.pool_type.lower() in ("avg", "fast", "fastavg")]
-    # torchvision's (ResNet, ResNeXt, MobileNetV3); its squeeze-excitation blocks have average pools of their own
-    avgpool = getattr(model, "avgpool", None)
-    return ["avgpool"] if isinstance(avgpool, nn.AdaptiveAvgPool2d) and avgpool.output_size in (1, (1, 1)) else []
-
-
-def _use_gem(model: nn.Module, entry: ModelEntry) -> str:
-    """Wrap the network's one global average-pooling layer in GeM; return the layer's name."""
-    pools = _global_avg_pools(model, entry)
-    if len(pools) != 1:
-        found = f"several ({', '.join(pools)})" if pools else (
-            "none (it pools inside forward(), keeps a spatial grid, or classifies from a token)")
-        raise ValueError(f"{entry.name}: pool='gem' replaces the global average-pooling layer of "
-                         f"{entry.constructor}, which has {found}; use pool='avg'")
-    parent_name, _, child = pools[0].rpartition(".")
-    setattr(model.get_submodule(parent_name), child, GeM(model.get_submodule(pools[0])))
-    return pools[0]
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            loaded = load_safetensors(path, device="cpu")
-        else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError, SafetensorError) as err:
-        raise ValueError(f"{path}: cannot read weights from it ({err})") from err
-    # training checkpoints often wrap the state dict one level down
-    if isinstance(loaded, dict) and not isinstance(next(iter(loaded.values()), None), torch.Tensor):
-        loaded = loaded.get("state_dict", loaded.get("model", loaded))
-    if not (isinstance(loaded, dict) and loaded
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items())):
-        what = f"a dict with keys {list(loaded)[:5]}" if isinstance(loaded, dict) else type(loaded).__name__
-        raise ValueError(f"{path}: expected a state dict (parameter name -> tensor), found {what}")
-    return loaded
-
-
-def _load_weights_file(model: nn.Module, path: Path, entry: ModelEntry, head_keys: set[str],
-                       conv_key: str | None, gem_key: str | None) -> bool:
-    """Load `path` into `model` (see create_model for what may differ); return whether the head came from it.
-
-    conv_key names the first convolution's weight when it was extended beyond 3 input channels, gem_key GeM's p."""
-    state = _read_state_dict(path)
-    own = model.state_dict()
-    if conv_key is not None and conv_key in state and state[conv_key].ndim == 4 and state[conv_key].shape[1] == 3:
-        state[conv_key] = _with_extra_channels(state[conv_key], own[conv_key].shape[1])
-    head_fits = all(k in state and state[k].shape == own[k].shape for k in head_keys)
-
-    optional = head_keys | ({gem_key} if gem_key else set())
-    problems = []
-    for kind, keys in [
-        ("missing", [k for k in own if k not in state and k not in optional]),
-        ("unexpected", [k for k in state if k not in own]),
-        ("shape mismatch", [f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})" for k in state
-                            if k in own and k not in head_keys and state[k].shape != own[k].shape]),
-    ]:
-        if keys:
-            more = f" and {len(keys) - 10} more" if len(keys) > 10 else ""
-            problems.append(f"{kind}: {', '.join(keys[:10])}{more}")
-    if problems:
-        raise ValueError(f"{path} does not fit {entry.name} ({entry.library} {entry.constructor}): "
-                         + "; ".join(problems))
-    model.load_state_dict({k: v for k, v in state.items() if head_fits or k not in head_keys}, strict=False)
-    return head_fits
 
 
 def registry_table() -> str:
@@ -396,7 +166,7 @@ def registry_table() -> str:
     for e in REGISTRY.values():
         top1 = f"{e.imagenet_top1:.2f}" if e.imagenet_top1 is not None else "-"
         params = f"{e.params / 1e6:.1f}M" if e.params is not None else "-"
-        lines.append(f"{e.name:<20} {e.group:<8} {e.library:<12} {_qualified_name(e):<46} {top1:>6} {params:>8} "
+        lines.append(f"{e.name:<20} {e.group:<8} {e.library:<12} {qualified_name(e):<46} {top1:>6} {params:>8} "
                      f"{e.input_size:>5}")
     return "\n".join(lines)
 

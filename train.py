@@ -36,6 +36,7 @@ import cache
 import engine
 import metrics
 import models
+import networks
 import records
 import splits
 import transforms
@@ -90,7 +91,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
     config = dict(vars(args))
     config["root"] = str(args.root or Path("datasets") / args.dataset)
     config["epochs"] = args.epochs if args.epochs is not None else spec.epochs
-    config["img_size"] = args.img_size or spec.img_size or models.default_img_size(args.model, args.dataset)
+    config["img_size"] = models.input_size(args.model, args.dataset, args.img_size)
     config["milestones"] = list(spec.step_milestones)
     if args.head == "regression" and spec.task != "ordinal":
         raise SystemExit(f"--head regression is for ordinal datasets; {args.dataset} is {spec.task}")
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
     set_seed(args.seed)
     num_outputs = 1 if args.head == "regression" else spec.num_classes
-    model, model_info = models.create_model(args.model, num_outputs, weights=args.weights, pool=args.pool,
+    model, model_info = networks.create_model(args.model, num_outputs, weights=args.weights, pool=args.pool,
                                             in_chans=samples.num_channels)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -19,11 +19,13 @@ starts from fresh entropy; call `seed_transform` to make it reproducible, and ca
 """
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import albumentations as A
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # else every process asks the network for a newer version
+import albumentations as A  # noqa: E402
 import cv2
 import numpy as np
 import torch

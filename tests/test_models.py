@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import timm
@@ -12,8 +14,12 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
+import errors
 import models
+import networks
 import records
+
+REPO = Path(__file__).resolve().parent.parent
 
 # Building and running the two ViT-L/14 towers (300M parameters each) on CPU takes 10-25 s apiece, more than this
 # file's share of the suite's time budget; CLIP ViT-B/16 runs the same code paths.
@@ -60,7 +66,7 @@ def test_every_entry_builds_and_runs(name):
     size = input_size_for(entry)
 
     if name not in BUILT_ONCE:
-        model, info = models.create_model(name, 5, weights="random")
+        model, info = networks.create_model(name, 5, weights="random")
         out = run(model, 3, size)
         assert out.shape == (2, 5) and torch.isfinite(out).all()
         assert info["weights_loaded"] == "random" and info["num_outputs"] == 5 and info["head"] == "fresh"
@@ -69,25 +75,25 @@ def test_every_entry_builds_and_runs(name):
 
     # regression head, RGBY input, and GeM where the family has a global average pool, in one build
     pool = "gem" if name in GEM_FAMILIES else "avg"
-    model, info = models.create_model(name, 1, weights="random", in_chans=4, pool=pool)
+    model, info = networks.create_model(name, 1, weights="random", in_chans=4, pool=pool)
     out = run(model, 4, size)
     assert out.shape == (2, 1) and torch.isfinite(out).all()
     assert (info["in_chans"], info["pool"], info["num_outputs"]) == (4, pool, 1)
     conv = first_conv(model)
     assert conv.in_channels == 4
     torch.testing.assert_close(conv.weight[:, 3], conv.weight[:, :3].mean(dim=1))
-    assert any(isinstance(m, models.GeM) for m in model.modules()) == (pool == "gem")
+    assert any(isinstance(m, networks.GeM) for m in model.modules()) == (pool == "gem")
 
 
 @pytest.mark.parametrize("name", ["alexnet", "mnasnet0_5", "squeezenet1_1", "deit_tiny"])
 def test_gem_refused_without_a_global_pool(name):
     with pytest.raises(ValueError, match=f"{name}.*pool='gem'.*none"):
-        models.create_model(name, 5, weights="random", pool="gem")
+        networks.create_model(name, 5, weights="random", pool="gem")
 
 
 def test_gem_is_the_generalized_mean():
     x = torch.rand(2, 3, 4, 5) + 0.1
-    gem = models.GeM(torch.nn.AdaptiveAvgPool2d(1))
+    gem = networks.GeM(torch.nn.AdaptiveAvgPool2d(1))
     torch.testing.assert_close(gem(x), x.pow(3).mean(dim=(2, 3), keepdim=True).pow(1 / 3))
     with torch.no_grad():
         gem.p.fill_(1.0)
@@ -136,18 +142,28 @@ def test_timm_entries_match_timm(entry):
     with torch.device("meta"):
         model = timm.create_model(f"{entry.constructor}.{entry.weights_tag}")
     assert sum(p.numel() for p in model.parameters()) == entry.params
-    assert models._first_conv_name(model) == cfg.first_conv  # the layer in_chans > 3 extends
+    assert networks._first_conv_name(model) == cfg.first_conv  # the layer in_chans > 3 extends
 
 
-def test_default_img_size():
-    assert models.default_img_size("deit_small") == 224
-    assert models.default_img_size("deit_small", "eurosat") == 224
-    assert models.default_img_size("resnet50", "aptos") == 256
-    assert models.default_img_size("resnet50", "EuroSAT") == 224
-    assert models.default_img_size("efficientnet_b4") == 256
-    assert models.default_img_size("clip_vit_l14_336", "eurosat") == 336  # only accepts 336 px
-    assert models.default_img_size("caformer_s18") == 224
-    assert models.default_img_size("convnext_small.fb_in1k", "cassava") == 224
+def test_input_size_is_the_papers():
+    assert models.input_size("deit_small", "aptos") == 224
+    assert models.input_size("deit_small", "eurosat") == 224
+    assert models.input_size("resnet50", "aptos") == 256
+    assert models.input_size("resnet50", "eurosat") == 224
+    assert models.input_size("efficientnet_b4", "hpa") == 256
+    assert models.input_size("clip_vit_l14_336", "eurosat") == 336  # only accepts 336 px, even on EuroSAT
+    assert models.input_size("caformer_s18", "cct20") == 224
+    assert models.input_size("convnext_small.fb_in1k", "cassava") == 224
+    assert models.input_size("resnet50", "digits") == 32
+    assert models.input_size("resnet50", "aptos", requested=384) == 384
+    with pytest.raises(errors.UsageError, match="only accepts 224"):
+        models.input_size("deit_small", "aptos", requested=256)
+
+
+def test_registry_metadata_needs_no_torch():
+    code = "import sys, models; models.input_size('resnet50', 'aptos'); print('torch' in sys.modules, 'timm' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.split() == ["False", "False"]
 
 
 def test_any_timm_model_with_its_own_metadata():
@@ -156,14 +172,16 @@ def test_any_timm_model_with_its_own_metadata():
     assert entry.weights_tag == "c3_in1k"  # timm's default tag for the architecture
     assert entry.imagenet_top1 is None and entry.params is None
     assert entry.input_size == 176 and not entry.fixed_input_size
-    model, info = models.create_model("resnet10t.c3_in1k", 3, weights="random", pool="gem", in_chans=4)
+    model, info = networks.create_model("resnet10t.c3_in1k", 3, weights="random", pool="gem", in_chans=4)
     assert run(model, 4, 64).shape == (2, 3)
     assert info["library"] == "timm" and info["imagenet_top1"] is None
 
 
 def test_unknown_names_are_refused_with_suggestions():
-    with pytest.raises(ValueError, match="resnet50"):
+    with pytest.raises(models.UnknownModelError, match="resnet50") as error:
         models.get_entry("resnet5O")
+    suggestions = str(error.value).split("Close matches: ")[1].split(", ")
+    assert len(suggestions) == len(set(suggestions))  # registry names are timm names too: each once
     with pytest.raises(ValueError, match="a1_in1k"):
         models.get_entry("resnet50.no_such_tag")
 
@@ -172,9 +190,9 @@ def test_unknown_names_are_refused_with_suggestions():
                                          ("efficientnet_b0", ".safetensors")])
 def test_weights_file_round_trip(tmp_path, name, suffix):
     """What train.py saves (a 4-channel GeM network with its trained head) loads back to identical outputs."""
-    model, _ = models.create_model(name, 5, weights="random", pool="gem", in_chans=4)
+    model, _ = networks.create_model(name, 5, weights="random", pool="gem", in_chans=4)
     with torch.no_grad():
-        next(m for m in model.modules() if isinstance(m, models.GeM)).p.fill_(2.5)  # a trained p must survive
+        next(m for m in model.modules() if isinstance(m, networks.GeM)).p.fill_(2.5)  # a trained p must survive
     path = tmp_path / f"trained{suffix}"
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     if suffix == ".safetensors":
@@ -182,7 +200,7 @@ def test_weights_file_round_trip(tmp_path, name, suffix):
     else:
         torch.save(state, path)
 
-    loaded, info = models.create_model(name, 5, weights=str(path), pool="gem", in_chans=4)
+    loaded, info = networks.create_model(name, 5, weights=str(path), pool="gem", in_chans=4)
     torch.testing.assert_close(run(loaded, 4, 64), run(model, 4, 64), rtol=0, atol=0)
     assert info["weights_loaded"] == f"file:{path.resolve()} sha256={records.sha256_file(path)}"
     assert info["head"] == "from file"
@@ -194,7 +212,7 @@ def test_library_shaped_weights_file(tmp_path):
     path = tmp_path / "resnet18-imagenet.pth"
     torch.save({"state_dict": library_model.state_dict()}, path)  # a wrapped checkpoint is unwrapped
 
-    model, info = models.create_model("resnet18", 5, weights=str(path), in_chans=4, pool="gem")
+    model, info = networks.create_model("resnet18", 5, weights=str(path), in_chans=4, pool="gem")
     assert info["head"] == "fresh" and model.fc.weight.shape == (5, 512)
     torch.testing.assert_close(model.conv1.weight[:, :3], library_model.conv1.weight)
     torch.testing.assert_close(model.conv1.weight[:, 3], library_model.conv1.weight.mean(dim=1))
@@ -206,7 +224,7 @@ def test_wrong_weights_files_are_clear_errors(tmp_path):
     other = tmp_path / "resnet34.safetensors"
     save_file(torchvision.models.resnet34().state_dict(), other)
     with pytest.raises(ValueError, match=r"resnet34.safetensors does not fit resnet18.*unexpected: layer1\.2\."):
-        models.create_model("resnet18", 5, weights=str(other))
+        networks.create_model("resnet18", 5, weights=str(other))
 
     state = torchvision.models.resnet18().state_dict()
     state["layer2.0.conv1.weight"] = torch.zeros(128, 32, 3, 3)
@@ -215,18 +233,18 @@ def test_wrong_weights_files_are_clear_errors(tmp_path):
     torch.save(state, bad)
     shapes = r"layer2\.0\.conv1\.weight \(file \(128, 32, 3, 3\), model \(128, 64, 3, 3\)\)"
     with pytest.raises(ValueError, match=r"missing: layer3\.1\.bn1\.bias.*shape mismatch: " + shapes):
-        models.create_model("resnet18", 5, weights=str(bad))
+        networks.create_model("resnet18", 5, weights=str(bad))
 
     not_weights = tmp_path / "list.pth"
     torch.save([1, 2, 3], not_weights)
     with pytest.raises(ValueError, match="list.pth: expected a state dict"):
-        models.create_model("resnet18", 5, weights=str(not_weights))
+        networks.create_model("resnet18", 5, weights=str(not_weights))
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="garbage.safetensors: cannot read weights"):
-        models.create_model("resnet18", 5, weights=str(garbage))
+        networks.create_model("resnet18", 5, weights=str(garbage))
     with pytest.raises(ValueError, match="no such file"):
-        models.create_model("resnet18", 5, weights=str(tmp_path / "missing.pth"))
+        networks.create_model("resnet18", 5, weights=str(tmp_path / "missing.pth"))
 
 
 @pytest.fixture
@@ -247,8 +265,8 @@ def offline(tmp_path, monkeypatch):
     ("deit_tiny", "the Hugging Face Hub repo timm/deit_tiny_patch16_224.fb_in1k"),
 ])
 def test_imagenet_weights_offline_fail_at_once(offline, name, where):
-    with pytest.raises(models.WeightsUnavailableError) as caught:
-        models.create_model(name, 5)
+    with pytest.raises(networks.WeightsUnavailableError) as caught:
+        networks.create_model(name, 5)
     message = str(caught.value)
     assert message.startswith(f"{name}: cannot load the pretrained weights")
     assert where in message and "--weights PATH" in message and "--weights random" in message
@@ -258,8 +276,8 @@ def test_imagenet_weights_offline_fail_at_once(offline, name, where):
 
 
 def test_timm_model_without_weights_is_refused(offline):
-    with pytest.raises(models.WeightsUnavailableError, match="cs3darknet_s.*no downloadable weights.*--weights random"):
-        models.create_model("cs3darknet_s", 5)
+    with pytest.raises(networks.WeightsUnavailableError, match="cs3darknet_s.*no downloadable weights.*--weights random"):
+        networks.create_model("cs3darknet_s", 5)
 
 
 def test_imagenet_weights_come_from_the_library_cache(offline):
@@ -267,7 +285,7 @@ def test_imagenet_weights_come_from_the_library_cache(offline):
     cached = torchvision.models.resnet18()
     offline.mkdir(parents=True)
     torch.save(cached.state_dict(), offline / "resnet18-f37072fd.pth")
-    model, info = models.create_model("resnet18", 5, in_chans=4)
+    model, info = networks.create_model("resnet18", 5, in_chans=4)
     assert info["weights_loaded"] == "imagenet:IMAGENET1K_V1" and info["head"] == "fresh"
     torch.testing.assert_close(model.conv1.weight[:, :3], cached.conv1.weight)
     torch.testing.assert_close(model.layer3[0].conv2.weight, cached.layer3[0].conv2.weight)
