@@ -56,6 +56,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+import errors
 import records
 import splits
 import transforms
@@ -74,7 +75,7 @@ MANIFEST, DATA, INDEX = "manifest.json", "data.bin", "index.npy"
 DATA_PARTIAL, INDEX_PARTIAL, PROGRESS, LOCK = "data.bin.partial", "index.partial", "progress.json", ".lock"
 
 
-class CacheError(RuntimeError):
+class CacheError(errors.DataError, RuntimeError):
     """A cache folder holds a finished cache that cannot be used. The message names the file and how to rebuild."""
 
     def __init__(self, path: Path, problem: str, dataset: str):

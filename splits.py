@@ -37,6 +37,7 @@ import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 from sklearn.model_selection import StratifiedGroupKFold
 
+import errors
 from data import REGISTRY, DatasetSpec, Samples, get_spec, open_dataset
 from records import atomic_write_bytes, sha256_file
 
@@ -53,7 +54,7 @@ PATIENT_GROUP_FOLDS = 5           # grouped stratification holds out one of five
 MAX_PROBLEMS_SHOWN = 10
 
 
-class SplitFileError(ValueError):
+class SplitFileError(errors.DataError, ValueError):
     """A split file does not fit its dataset. The message names the file and each problem's row and field."""
 
     def __init__(self, path: Path | str, problems: list[str]):

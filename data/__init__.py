@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
+import errors
 from data.images import BadImageError, read_image_files
 
 MAX_PROBLEMS_SHOWN = 10
 
 
-class DatasetError(ValueError):
+class DatasetError(errors.DataError, ValueError):
     """A dataset's files are not what its source ships. The message names the dataset, the files and the problems."""
 
     def __init__(self, dataset: str, root: Path | str, problems: list[str]):

@@ -10,11 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import errors
+
 # Magic numbers of the formats the datasets ship; a file that starts otherwise is reported before training starts.
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 
 
-class BadImageError(RuntimeError):
+class BadImageError(errors.DataError, RuntimeError):
     """An image file is missing or cannot be decoded. The message names the file."""
 
     def __init__(self, path: Path | str, reason: str):
