@@ -60,8 +60,9 @@ class SampleDataset(Dataset):
     """The images of one split, transformed to uint8 C x H x W tensors (normalisation happens on the device).
 
     `reader` maps a sample index to its image: by default the dataset's own files; a prepared cache can replace it.
-    With skip_bad_images, an unreadable image yields {"bad": index}, which `collate` drops and reports in
-    "bad_indices"; otherwise its BadImageError (naming the file) stops the run.
+    An unreadable image yields {"bad": index, "error": BadImageError}: `collate` drops it and lists it in
+    "bad_indices" (skip_bad_images), or keeps its error in "bad_image" so that the main process stops the run
+    naming the file and the way out (a worker's exception would reach it as a bare RuntimeError).
     """
 
     def __init__(self, samples: Samples, indices: np.ndarray, transform, seed: int = 0,
@@ -78,10 +79,8 @@ class SampleDataset(Dataset):
         index = int(self.indices[position])
         try:
             image = self.reader(index)
-        except BadImageError:
-            if self.skip_bad_images:
-                return {"bad": index}
-            raise
+        except BadImageError as error:
+            return {"bad": index, "error": None if self.skip_bad_images else (str(error.path), error.reason)}
         transforms.seed_transform(self.transform, sample_seed(self.seed, epoch, index))
         image = self.transform(image=image)["image"]
         label = self.samples.labels[index]
@@ -91,13 +90,30 @@ class SampleDataset(Dataset):
 
 def collate(batch: list[dict]) -> dict:
     good = [item for item in batch if "bad" not in item]
-    bad_indices = [item["bad"] for item in batch if "bad" in item]
+    bad = [item for item in batch if "bad" in item]
+    # collate runs in the workers: the main process raises, from check_batch()
+    fatal = next((item["error"] for item in bad if item["error"] is not None), None)
+    bad_indices = [item["bad"] for item in bad]
     if not good:
-        return {"image": None, "label": None, "index": None, "bad_indices": bad_indices}
+        return {"image": None, "label": None, "index": None, "bad_indices": bad_indices, "fatal": fatal}
     return {"image": torch.stack([item["image"] for item in good]),
             "label": torch.stack([item["label"] for item in good]),
             "index": torch.tensor([item["index"] for item in good]),
-            "bad_indices": bad_indices}
+            "bad_indices": bad_indices, "fatal": fatal}
+
+
+class UnreadableImage(BadImageError):
+    """An image that could not be decoded in the middle of a run, with the ways out."""
+
+
+def check_batch(batch: dict) -> bool:
+    """Stop at an unreadable image (not skipped), naming the file and the ways out; False for an empty batch."""
+    if batch["fatal"] is not None:
+        path, reason = batch["fatal"]
+        raise UnreadableImage(path, f"{reason}. Repair or remove the file, or rerun with --skip-bad-images to skip "
+                                    f"(and record) unreadable images; --verify-images decodes every image before "
+                                    f"training to list them all at once")
+    return batch["image"] is not None
 
 
 def single_threaded_worker(_: int) -> None:
@@ -148,56 +164,72 @@ def to_model_input(images: torch.Tensor, mean, std, channels_last: bool) -> torc
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def train_one_epoch(model, loader, optimizer, accelerator, outputs: Outputs, mean, std, *, epoch: int,
-                    channels_last: bool = False, start_step: int = 0, totals: dict | None = None,
-                    should_stop: Callable[[], bool] = lambda: False) -> dict:
-    """Train for one epoch (from `start_step` when resuming mid-epoch) and return the epoch's totals.
+# How often (in steps) the training loop looks at the losses: each look is one host sync, which stops the CPU from
+# queuing the next steps while the GPU works. A non-finite loss poisons the running sum, so a look every k steps and
+# one at the epoch's end catch every divergence in the epoch where it happened.
+CHECK_EVERY = 25
 
-    Raises NonFiniteLoss at the first non-finite loss. Returns early with totals["stopped_at"] set to the
-    step count when `should_stop()` turns true (SIGTERM), so the caller can save a mid-epoch state.
+
+def train_one_epoch(runs: list, loader, accelerator, outputs: Outputs, model_input: Callable, *, epoch: int,
+                    start_step: int = 0, should_stop: Callable[[], bool] = lambda: False,
+                    check_every: int = CHECK_EVERY) -> dict:
+    """Train every run of `runs` for one epoch on the same batches (from `start_step` when resuming mid-epoch).
+
+    A run is a trainrun.TrainRun: its model, optimizer and random stream, and its running loss (`loss_sum`, kept on
+    the device, and `samples`). `model_input(batch)` turns a loader batch into the models' input, once for all runs.
+    A run whose loss became non-finite is left out from the next look on, with `run.diverged_at` set to a message.
+    Returns {"seconds", "bad_indices", and "stopped_at" (the step count) when should_stop() turned true (SIGTERM)}.
     """
-    model.train()
-    totals = dict(totals or {"loss_sum": 0.0, "samples": 0, "seconds": 0.0})
-    totals.pop("stopped_at", None)
+    active = [run for run in runs if run.diverged_at is None]
+    for run in active:
+        run.train_mode()
     bad_indices: list[int] = []
     started = time.perf_counter()
-    bar = tqdm(total=len(loader), initial=start_step, desc=f"epoch {epoch} train", leave=False,
+    last = len(loader) + start_step
+    bar = tqdm(total=last, initial=start_step, desc=f"epoch {epoch} train", leave=False,
                disable=not accelerator.is_local_main_process)
-    step = start_step
+    step, stopped_at = start_step, None
     for batch in loader:
         step += 1
         bad_indices += batch["bad_indices"]
-        if batch["image"] is None:  # every image of the batch unreadable (--skip-bad-images, one process only)
-            bar.update(1)
-            continue
-        with accelerator.autocast():
-            logits = model(to_model_input(batch["image"], mean, std, channels_last))
-            loss = outputs.loss(logits, batch["label"])
-        loss_value = loss.item()  # the step's one host sync: for the log and the divergence check
-        diverged, stop = agreed_flags(accelerator, not math.isfinite(loss_value), should_stop())
-        if diverged:
-            raise NonFiniteLoss(f"non-finite training loss ({loss_value}) at epoch {epoch}, step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        optimizer.step()
-        totals["loss_sum"] += loss_value * len(batch["label"])
-        totals["samples"] += len(batch["label"])
+        if check_batch(batch):  # False: every image of the batch unreadable (--skip-bad-images)
+            inputs, labels = model_input(batch), batch["label"]
+            for run in active:
+                with run.random_stream():  # the run's own dropout draws, as if it trained alone
+                    with accelerator.autocast():
+                        loss = outputs.loss(run.model(inputs), labels)
+                    run.optimizer.zero_grad(set_to_none=True)
+                    accelerator.backward(loss)
+                    run.optimizer.step()
+                run.loss_sum = run.loss_sum + loss.detach().float() * len(labels)
+                run.samples += len(labels)
         bar.update(1)
-        if stop and step < len(loader) + start_step:
-            totals["stopped_at"] = step
+        stop = should_stop() if accelerator.num_processes == 1 else False
+        if step % check_every == 0 or step == last or stop:
+            stop = look_at_losses(active, accelerator, epoch, step, should_stop())
+            active = [run for run in active if run.diverged_at is None]
+        if not active or (stop and step < last):
+            stopped_at = step if active else None
             break
     bar.close()
-    totals["seconds"] += time.perf_counter() - started
-    totals["bad_indices"] = bad_indices
+    totals = {"seconds": time.perf_counter() - started, "bad_indices": bad_indices}
+    if stopped_at is not None:
+        totals["stopped_at"] = stopped_at
     return totals
 
 
-def agreed_flags(accelerator, *flags: bool) -> list[bool]:
-    """Each flag true if it is true on any process, so that all processes stop or diverge at the same step."""
-    if accelerator.num_processes == 1:  # no collective on the single-process hot path
-        return [bool(flag) for flag in flags]
-    summed = sum_over_processes(accelerator, dict(enumerate(flags)))
-    return [summed[i] > 0 for i in range(len(flags))]
+def look_at_losses(runs: list, accelerator, epoch: int, step: int, stop: bool) -> bool:
+    """One host sync: mark runs whose running loss is non-finite on any process; True if any process must stop."""
+    values = torch.stack([torch.as_tensor(float(stop), device=accelerator.device),
+                          *[torch.as_tensor(run.loss_sum, device=accelerator.device, dtype=torch.float32)
+                            for run in runs]])
+    if accelerator.num_processes > 1:  # every process stops or diverges at the same step
+        values = accelerator.reduce(values, "sum")
+    values = values.tolist()
+    for run, loss_sum in zip(runs, values[1:]):
+        if not math.isfinite(loss_sum):
+            run.diverged_at = f"non-finite training loss at epoch {epoch} (seen at step {step})"
+    return values[0] > 0
 
 
 def sum_over_processes(accelerator, values: dict) -> dict:
@@ -208,27 +240,32 @@ def sum_over_processes(accelerator, values: dict) -> dict:
 
 
 @torch.no_grad()
-def predict(model, loader, accelerator, outputs: Outputs, mean, std, *, channels_last: bool = False,
-            tta: str = "none", hflip: bool = True, vflip: bool = False, desc: str = "eval") -> dict:
-    """Scores for every sample of the loader's split, gathered from all processes without duplicates.
+def predict(models: list, loader, accelerator, outputs: Outputs, model_input: Callable, *, tta: str = "none",
+            hflip: bool = True, vflip: bool = False, desc: str = "eval") -> list[dict]:
+    """Scores of each model in `models` for every sample of the loader's split, read once for all of them and
+    gathered from all processes without duplicates.
 
-    Returns {"index": (N,) sample indices, "scores": (N, ...) numpy, "bad_indices": [skipped samples]}. With test-time
-    augmentation the scores of the views (transforms.tta_views) are averaged.
+    Returns one dict per model: {"index": (N,) sample indices, "scores": (N, ...) numpy, "bad_indices": [skipped
+    samples]}. With test-time augmentation the scores of the views (transforms.tta_views) are averaged.
     """
-    model.eval()
-    all_indices, all_scores, bad_indices = [], [], []
+    for model in models:
+        model.eval()
+    indices, scores, bad_indices = [], [[] for _ in models], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
         bad_indices += batch["bad_indices"]
-        if batch["image"] is None:
+        if not check_batch(batch):
             continue
-        views = transforms.tta_views(batch["image"], tta, hflip=hflip, vflip=vflip)
-        with accelerator.autocast():
-            scores = torch.stack([outputs.scores(model(to_model_input(view, mean, std, channels_last)))
-                                  for view in views]).mean(0)
-        indices, scores = accelerator.gather_for_metrics((batch["index"], scores))
-        all_indices.append(indices.cpu())
-        all_scores.append(scores.cpu())
-    if not all_indices:
+        views = [model_input({**batch, "image": view})
+                 for view in transforms.tta_views(batch["image"], tta, hflip=hflip, vflip=vflip)]
+        gathered_index = None
+        for model, collected in zip(models, scores):
+            with accelerator.autocast():
+                mean_scores = torch.stack([outputs.scores(model(view)) for view in views]).mean(0)
+            gathered_index, gathered = accelerator.gather_for_metrics((batch["index"], mean_scores))
+            collected.append(gathered.cpu())
+        indices.append(gathered_index.cpu())
+    if not indices:
         raise RuntimeError(f"{desc}: no readable images in this split")
-    return {"index": torch.cat(all_indices).numpy(), "scores": torch.cat(all_scores).numpy(),
-            "bad_indices": bad_indices}
+    index = torch.cat(indices).numpy()
+    return [{"index": index, "scores": torch.cat(collected).numpy(), "bad_indices": bad_indices}
+            for collected in scores]

@@ -25,6 +25,7 @@ from accelerate import Accelerator
 
 import cache
 import engine
+import fit
 import metrics
 import models
 import networks
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--img-size", type=int, default=None, help="input size for --model (default: the model's)")
     g.add_argument("--pool", default="avg", choices=["avg", "gem"], help="global pooling --model was trained with")
     g.add_argument("--channels", default="rgb", choices=["rgb", "rgby"], help="HPA only: the channels --model was trained on")
+    g.add_argument("--normalize", default="imagenet", choices=["imagenet", "model"], help="input mean/std --model was trained with: ImageNet's (train.py's default) or the weights' own")
     g = p.add_argument_group("data")
     g.add_argument("--root", default=None, help="dataset root (default: the run's)")
     g.add_argument("--split-file", default=None, help="split file (default: the run's; checked against its SHA-256)")
@@ -128,8 +130,11 @@ class Scorer:
         dataset = engine.SampleDataset(self.samples, indices, transforms.eval_transform(img_size), reader=reader)
         loader = self.accelerator.prepare(engine.make_loader(dataset, self.args.batch_size, False, self.args.workers))
         outputs = engine.Outputs(self.spec.task, regression=regression)
-        predicted = engine.predict(model, loader, self.accelerator, outputs, model_info["mean"], model_info["std"],
-                                   tta=self.args.tta, hflip=self.spec.hflip, vflip=self.spec.vflip, desc=f"{model_info['name']} {split}")
+        mean, std = model_info["mean"], model_info["std"]
+        predicted = engine.predict([model], loader, self.accelerator, outputs,
+                                   lambda batch: engine.to_model_input(batch["image"], mean, std, False),
+                                   tta=self.args.tta, hflip=self.spec.hflip, vflip=self.spec.vflip,
+                                   desc=f"{model_info['name']} {split}")[0]
         order = np.argsort(predicted["index"], kind="stable")
         index = predicted["index"][order]
         return {"ids": np.asarray([self.samples.ids[i] for i in index]), "labels": self.samples.labels[index],
@@ -141,6 +146,8 @@ def load_run_model(record_path: Path, record: dict, accelerator: Accelerator):
     weights = record_path.parent / record["run_id"] / "best.safetensors"
     model, info = networks.create_model(config["model"], record["model"]["num_outputs"], weights=str(weights),
                                       pool=config.get("pool", "avg"), in_chans=record["model"].get("in_chans", 3))
+    if record.get("normalization"):  # what the run trained with (older records: the weights' own statistics)
+        info["mean"], info["std"] = record["normalization"]["mean"], record["normalization"]["std"]
     return accelerator.prepare(model), info, config.get("head") == "regression", config["img_size"]
 
 
@@ -230,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             if info["head"] != "from file":
                 raise SystemExit(f"{args.weights}: its head does not fit {num_classes if args.head != 'regression' else 1}"
                                  f" outputs of {spec.name}, so the model would score a random head")
+            info["mean"], info["std"] = fit.normalization(args.normalize, info)
             img_size = models.input_size(args.model, spec.name, args.img_size)
             loaded.append((accelerator.prepare(model), info, args.head == "regression", img_size, name))
         scorer = Scorer(samples, split_indices, args, accelerator)

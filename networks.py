@@ -109,8 +109,18 @@ def create_model(name: str, num_classes: int, weights: str = "imagenet", pool: s
         "imagenet_top1": entry.imagenet_top1, "params": sum(p.numel() for p in model.parameters()),
         "input_size": entry.input_size, "mean": list(entry.mean), "std": list(entry.std), "pool": pool,
         "in_chans": in_chans, "num_outputs": num_classes, "group": entry.group,
+        "head_parameters": sorted(name for name, _ in model.named_parameters() if name in head_keys),
     }
     return model, info
+
+
+def load_trained_weights(model: nn.Module, path: Path) -> None:
+    """Load weights this toolkit saved for exactly this network (a run's best.safetensors): every key must fit."""
+    state = _read_state_dict(Path(path))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise WeightsFileError(f"{path} does not fit this network ({' '.join(str(err).split())[:300]})") from None
 
 
 def _weights_file(weights: str) -> Path | None:

@@ -131,6 +131,41 @@ def provenance() -> dict[str, Any]:
     return {"versions": library_versions(), "git_commit": git_commit(), "command": " ".join(sys.argv)}
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def runtime(device: Any, num_processes: int = 1) -> dict[str, Any]:
+    """Where and how a number was computed. CPU results depend on the thread count (OMP_NUM_THREADS, which
+    `accelerate launch` sets differently for --cpu and --num_processes 1), so it is part of every record."""
+    import torch  # here, not at the top: the analysis reads records without importing torch
+
+    import errors
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return {"device": str(device), "device_name": name, "num_processes": num_processes,
+            "torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "cpu_count": os.cpu_count(), "hostname": platform.node(), "launcher": errors.launcher_command()}
+
+
+def path_as_given(path: str | os.PathLike | None) -> dict[str, str] | None:
+    """A path as the user gave it and as it resolved, so that a record read from elsewhere still finds it."""
+    return None if path is None else {"given": str(path), "resolved": str(Path(path).resolve())}
+
+
+def one_line(error: BaseException, limit: int = 600) -> str:
+    """An exception as one line of a record: its type and message, whitespace collapsed, at most `limit` chars."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _finite_or_none(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _finite_or_none(v) for k, v in obj.items()}

@@ -1,0 +1,356 @@
+"""The loop over epochs for the runs of one train.py command: several configurations of one model on one dataset.
+
+Set-up: one Accelerator and one input pipeline (readers, train loader, evaluation loaders); then per run a model
+initialised right after set_seed(seed), as a lone run's would be, its optimizer and scheduler, and its saved state
+if it resumes. Each epoch: engine.train_one_epoch trains every run on the same batches; engine.predict scores all
+runs in one pass over each evaluation split; thresholds (HPA) and cut points (regression head) are fit on the
+selection split and applied to all splits; each run's history, best epoch, state and record are written. A run that
+diverges, pauses (--until-epoch), completes or fails leaves the pack; the others go on.
+"""
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+import cache
+import engine
+import errors
+import metrics
+import models
+import networks
+import records
+import transforms
+from trainrun import RunFiles, TrainRun, now
+
+
+def fit(args, inputs, configs: list[dict]) -> int:
+    """Train `configs` (resolved configurations with run ids) to the end; 0, 1 if a run failed, 143 on SIGTERM."""
+    spec, samples = inputs.samples.spec, inputs.samples
+    precision = args.precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if precision == "fp16" and len(configs) > 1:
+        raise errors.UsageError("--precision fp16 cannot train several configurations together (they would share "
+                                "one loss scaler); use bf16, or give one value per packed flag")
+    accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False,
+                              log_with=None if args.log_with == "none" else args.log_with,
+                              project_dir=str(RunFiles(args.out, configs[0]["run_id"]).folder))
+    if args.skip_bad_images and accelerator.num_processes > 1:
+        raise errors.UsageError("--skip-bad-images works in single-process runs only (skipped images would leave "
+                                "the processes with batches of different sizes); remove or repair the files listed "
+                                "by a single-process run, or find them first with --verify-images")
+    if args.batch_size % accelerator.num_processes:
+        raise errors.UsageError(f"--batch-size {args.batch_size} must divide evenly over "
+                                f"{accelerator.num_processes} processes")
+    channels_last = args.channels_last == "yes" or (args.channels_last == "auto" and accelerator.device.type == "cuda")
+
+    # One input pipeline for every run of the pack.
+    img_size, per_device_batch = configs[0]["img_size"], args.batch_size // accelerator.num_processes
+    indices, pin = inputs.split_indices, accelerator.device.type == "cuda"
+    readers = {split: cache.reader_for(samples, indices[split], img_size, "train" if split == "train" else "eval",
+                                       args.cache, args.cache_dir) for split in ["train", *inputs.eval_splits]}
+    train_set = engine.SampleDataset(samples, indices["train"],
+                                     transforms.train_transform(spec, img_size, args.augment,
+                                                                channels=samples.num_channels),
+                                     seed=args.seed, reader=readers["train"], skip_bad_images=args.skip_bad_images)
+    # drop_last as timm does: a final batch of one sample would break BatchNorm.
+    train_loader = engine.make_loader(train_set, per_device_batch, True, args.workers, args.seed, drop_last=True,
+                                      pin_memory=pin)
+    if len(train_loader) == 0:
+        raise errors.DataError(f"{inputs.split_path}: the train split has {len(train_set)} images, fewer than one "
+                               f"batch of {per_device_batch}; lower --batch-size")
+    eval_loaders = {split: engine.make_loader(
+        engine.SampleDataset(samples, indices[split], transforms.eval_transform(img_size), seed=args.seed,
+                             reader=readers[split], skip_bad_images=args.skip_bad_images),
+        per_device_batch, False, args.workers, pin_memory=pin) for split in inputs.eval_splits}
+    train_loader, *prepared = accelerator.prepare(train_loader, *eval_loaders.values())
+    eval_loaders = dict(zip(eval_loaders, prepared))
+
+    runs, model_info = [], None
+    for config in configs:
+        run, model_info = build_run(config, args, samples, accelerator, channels_last)
+        runs.append(run)
+    mean, std = normalization(args.normalize, model_info)
+
+    def model_input(batch: dict) -> torch.Tensor:
+        return engine.to_model_input(batch["image"], mean, std, channels_last)
+
+    outputs = engine.Outputs(spec.task, regression=args.head == "regression", label_smoothing=args.label_smoothing)
+    base_record = {
+        "schema_version": records.SCHEMA_VERSION, "status": "running", "error": None, "diverged_epoch": None,
+        "dataset": {"name": spec.name, "task": spec.task, "metric": spec.metric, "num_classes": spec.num_classes,
+                    "class_names": list(samples.class_names), "selection_split": spec.selection_split,
+                    "report_split": spec.report_split if spec.report_split in inputs.eval_splits else None,
+                    "split_file": str(inputs.split_path), "split_sha256": inputs.split_sha256,
+                    "split_sizes": {k: int(len(v)) for k, v in indices.items()},
+                    "excluded": samples.options.get("excluded", {})},
+        "paths": {"root": records.path_as_given(configs[0]["root"]),
+                  "split_file": records.path_as_given(inputs.split_path),
+                  "out": records.path_as_given(args.out), "cache_dir": records.path_as_given(args.cache_dir)},
+        "normalization": {"mode": args.normalize, "mean": list(mean), "std": list(std)},
+        "precision": precision, "num_processes": accelerator.num_processes, "packed_with": len(configs),
+        "runtime": records.runtime(accelerator.device, accelerator.num_processes),
+        "cache": {split: reader.info if reader is not None else None for split, reader in readers.items()},
+        "started_at": now(), "finished_at": None, **records.provenance(),
+    }
+    for run in runs:
+        if run.restore():
+            partial = run.progress["partial"]
+            accelerator.print(f"{run.run_id}: resuming after epoch {run.progress['epoch']}"
+                              + (f", step {partial['step']}" if partial else ""))
+        run.record = {**base_record, "run_id": run.run_id, "config": run.config, "model": run.model_info,
+                      "lp_ft": lp_ft_block(run.config, args.out)}
+        run.write_record(samples.ids)
+    if args.log_with != "none":
+        accelerator.init_trackers(configs[0]["run_id"], config={k: v for k, v in configs[0].items()
+                                                                if not isinstance(v, list)})
+
+    stop_requested = []
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
+    selection_key = f"{spec.selection_split}_{spec.metric}"
+    pending, failed = list(runs), 0
+    try:
+        while pending:
+            done, step = min(position(run) for run in pending)
+            group = [run for run in pending if position(run) == (done, step)]  # same epoch and step: same batches
+            epoch = done + 1
+            for run in group:
+                run.start_epoch((run.progress.pop("partial", None) or {}).get("totals"))
+                run.progress["partial"] = None
+            train_loader.set_epoch(epoch)
+            loader = accelerator.skip_first_batches(train_loader, step) if step else train_loader
+            lrs = {run.run_id: run.optimizer.param_groups[0]["lr"] for run in group}
+            totals = engine.train_one_epoch(group, loader, accelerator, outputs, model_input, epoch=epoch,
+                                            start_step=step, should_stop=lambda: bool(stop_requested))
+            for run in group:
+                note_bad_images(run.progress, totals["bad_indices"])
+                if run.diverged_at:
+                    finish(run, samples, pending, status="diverged", error=run.diverged_at, diverged_epoch=epoch)
+            group = [run for run in group if not run.diverged_at]
+            if not group:
+                continue
+            summed = epoch_sums(accelerator, group)
+            if "stopped_at" in totals:  # SIGTERM: keep the partial epoch, resume from this step
+                for run in group:
+                    run.progress["partial"] = {"step": totals["stopped_at"], "totals": summed[run.run_id]}
+                    run.save_state()
+                    run.write_record(samples.ids)
+                    accelerator.print(f"{run.run_id}: stopped by SIGTERM at epoch {epoch}; state saved, rerun to resume")
+                return 143
+            for run in group:
+                run.scheduler.step()
+            evaluated = evaluate_splits(group, eval_loaders, accelerator, outputs, model_input, samples, spec)
+            for run, result in zip(group, evaluated):
+                if isinstance(result, str):  # non-finite outputs: the last step's update broke the weights
+                    finish(run, samples, pending, status="diverged", error=result, diverged_epoch=epoch,
+                           message=f"{run.run_id}: diverged: {result}")
+                    continue
+                results, thresholds, scores = result
+                loss = summed[run.run_id]
+                entry = {"epoch": epoch, "lr": lrs[run.run_id], "train_loss": loss["loss_sum"] / max(loss["samples"], 1),
+                         "seconds": totals["seconds"], "images_per_s": loss["samples"] / max(totals["seconds"], 1e-9),
+                         **scores}
+                end_of_epoch(run, entry, scores, results, thresholds, samples, selection_key, args)
+                accelerator.log({f"{run.run_id}/{k}" if len(runs) > 1 else k: v for k, v in entry.items()
+                                 if v is not None}, step=epoch)
+                accelerator.print(f"{run.run_id if len(runs) > 1 else 'epoch'} {epoch}/{run.config['epochs']}  "
+                                  f"loss {entry['train_loss']:.4f}  "
+                                  + "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if k.endswith(spec.metric))
+                                  + f"  {entry['images_per_s']:.0f} img/s")
+                if epoch == run.config["epochs"]:
+                    failed += complete(run, samples, pending, selection_key, args)
+                elif args.until_epoch is not None and epoch >= args.until_epoch:
+                    finish(run, samples, pending, status="paused")
+                    accelerator.print(f"{run.run_id}: paused after epoch {epoch} (--until-epoch); rerun without it "
+                                      f"to continue")
+    except BaseException as error:
+        for run in pending:
+            run.write_record(samples.ids, status="failed", error=records.one_line(error), finished_at=now())
+        raise
+    finally:
+        accelerator.end_training()
+    return 1 if failed else 0
+
+
+def build_run(config: dict, args, samples, accelerator, channels_last: bool) -> tuple[TrainRun, dict]:
+    """One configuration's model (initialised right after set_seed, as a lone run's), optimizer and scheduler."""
+    spec = samples.spec
+    set_seed(args.seed)
+    num_outputs = 1 if args.head == "regression" else spec.num_classes
+    model, info = networks.create_model(args.model, num_outputs, weights=args.weights, pool=args.pool,
+                                        in_chans=samples.num_channels)
+    random_state = TrainRun.current_random_state(accelerator.device)  # before anything else draws from it
+    if config.get("init_from"):  # LP-FT's fine-tuning starts from the best probe's weights
+        probe_weights = RunFiles(args.out, config["init_from"]).folder / "best.safetensors"
+        networks.load_trained_weights(model, probe_weights)
+    head_only = config.get("lp_ft_phase") == "probe"
+    if head_only:  # the linear probe: only the fresh head learns
+        head = set(info["head_parameters"])
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in head)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if args.compile:
+        model = torch.compile(model)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], config)
+    scheduler = build_scheduler(optimizer, config)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    run = TrainRun(config, RunFiles(args.out, config["run_id"]), model, optimizer, scheduler, accelerator,
+                   random_state=random_state, head_modules=head_modules(model, info) if head_only else None)
+    run.model_info = info
+    return run, info
+
+
+def head_modules(model, info: dict) -> list[torch.nn.Module]:
+    names = {key.rsplit(".", 1)[0] for key in info["head_parameters"]}
+    return [module for name, module in model.named_modules() if name in names]
+
+
+def build_optimizer(parameters, config: dict) -> torch.optim.Optimizer:
+    if config["optimizer"] == "sgd":
+        return torch.optim.SGD(parameters, lr=config["lr"], momentum=0.9, nesterov=True, weight_decay=config["wd"])
+    # The paper's code passed wd/lr to AdamW, whose decay is multiplied by lr again: the effective decay is wd.
+    decay = config["wd"] / config["lr"] if config["wd_convention"] == "paper" else config["wd"]
+    return torch.optim.AdamW(parameters, lr=config["lr"], weight_decay=decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: dict):
+    if config["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config["milestones"], gamma=0.1)
+
+
+def normalization(mode: str, info: dict) -> tuple[list[float], list[float]]:
+    """Appendix D: "ImageNet's mean and standard deviation" for every model (the paper's code); or the weights' own."""
+    if mode == "model":
+        return list(info["mean"]), list(info["std"])
+    return list(models.IMAGENET_MEAN), list(models.IMAGENET_STD)
+
+
+def lp_ft_block(config: dict, out) -> dict | None:
+    """For the record: which LP-FT phase this run is and, for fine-tuning, the probe it started from."""
+    phase = config.get("lp_ft_phase")
+    if phase is None:
+        return None
+    block = {"phase": phase}
+    if config.get("init_from"):
+        probe = records.read_json(RunFiles(out, config["init_from"]).record)
+        block.update(probe_run_id=config["init_from"], probe_history=probe["history"], probe_best=probe["best"],
+                     probe_config={k: probe["config"][k] for k in ("lr", "wd", "epochs")})
+    return block
+
+
+def position(run: TrainRun) -> tuple[int, int]:
+    partial = run.progress.get("partial")
+    return run.progress["epoch"], partial["step"] if partial else 0
+
+
+def note_bad_images(progress: dict, indices: list[int]) -> None:
+    """Remember which samples were skipped as unreadable (each once, however many epochs met it)."""
+    progress["bad_images"] = sorted(set(progress["bad_images"]) | {int(i) for i in indices})
+
+
+def epoch_sums(accelerator, runs: list[TrainRun]) -> dict[str, dict]:
+    """Each run's loss sum and sample count over all processes (one reduction for the whole pack)."""
+    values = {f"{i}:{key}": value for i, run in enumerate(runs)
+              for key, value in (("loss_sum", float(run.loss_sum)), ("samples", run.samples))}
+    summed = engine.sum_over_processes(accelerator, values) if values else {}
+    return {run.run_id: {"loss_sum": summed[f"{i}:loss_sum"], "samples": summed[f"{i}:samples"]}
+            for i, run in enumerate(runs)}
+
+
+def evaluate_splits(runs: list[TrainRun], loaders: dict, accelerator, outputs, model_input, samples,
+                    spec) -> list:
+    """Per run: (results per split, thresholds, scores), or a message when its outputs are not finite."""
+    predicted = {split: engine.predict([run.model for run in runs], loader, accelerator, outputs, model_input,
+                                       desc=f"eval {split}") for split, loader in loaders.items()}
+    evaluated = []
+    for i, run in enumerate(runs):
+        results = {}
+        for split, per_model in predicted.items():
+            order = np.argsort(per_model[i]["index"], kind="stable")
+            index, scores = per_model[i]["index"][order], per_model[i]["scores"][order]
+            results[split] = {"index": index, "scores": scores, "labels": samples.labels[index],
+                              "bad_indices": per_model[i]["bad_indices"]}
+        broken = [split for split, result in results.items() if not np.isfinite(result["scores"]).all()]
+        if broken:
+            evaluated.append(f"non-finite model outputs on split '{broken[0]}'")
+            continue
+        selection = results[spec.selection_split]
+        thresholds = metrics.fit_decision(spec.task, selection["labels"], selection["scores"], spec.num_classes)
+        scores = {f"{split}_{name}": value for split, result in results.items()
+                  for name, value in metrics.score(spec.task, result["labels"], result["scores"], thresholds,
+                                                   spec.num_classes).items()}
+        evaluated.append((results, thresholds, scores))
+    return evaluated
+
+
+def is_better(value: float, best: float | None) -> bool:
+    """NaN (a metric undefined on this epoch's predictions) never wins, and never blocks a later epoch."""
+    return bool(np.isfinite(value)) and (best is None or not np.isfinite(best) or value > best)
+
+
+def end_of_epoch(run: TrainRun, entry: dict, scores: dict, results: dict, thresholds, samples, selection_key: str,
+                 args) -> None:
+    progress = run.progress
+    progress["history"].append(entry)
+    for result in results.values():
+        note_bad_images(progress, result["bad_indices"])
+    best_files = None
+    if is_better(entry[selection_key], progress["best"] and progress["best"]["metrics"][selection_key]):
+        progress["best"] = {"epoch": entry["epoch"], "metrics": scores}
+        progress["predictions"] = {split: f"{run.run_id}/predictions-{split}.npz" for split in results}
+        best_files = best_epoch_files(run, results, thresholds, samples, samples.spec.task, keep_weights(run, args))
+    progress["epoch"] = entry["epoch"]
+    run.save_state(best_files)
+    run.write_record(samples.ids)
+
+
+def keep_weights(run: TrainRun, args) -> bool:
+    return args.save_weights == "best" or run.config.get("lp_ft_phase") == "probe"  # fine-tuning starts from it
+
+
+def best_epoch_files(run: TrainRun, results: dict, thresholds, samples, task: str, weights: bool) -> dict:
+    """Writers of the best epoch's files: weights (safetensors) and each split's predictions."""
+    writers = {}
+    if weights:
+        data = run.weights_bytes()
+        writers["best.safetensors"] = lambda path: records.atomic_write_bytes(path, data)
+    for split, result in results.items():
+        writers[f"predictions-{split}.npz"] = lambda path, r=result: records.write_predictions(
+            path, [samples.ids[i] for i in r["index"]], r["labels"], r["scores"], thresholds, task)
+    return writers
+
+
+def finish(run: TrainRun, samples, pending: list, status: str, message: str | None = None, **changes) -> None:
+    """Take a run out of the pack with its final (or paused) record."""
+    if status != "paused":
+        changes["finished_at"] = now()
+    run.write_record(samples.ids, status=status, **changes)
+    error = f": {changes['error']}" if changes.get("error") else ""
+    run.accelerator.print(message or f"{run.run_id}: {status}{error}")
+    pending.remove(run)
+    run.release()
+
+
+def complete(run: TrainRun, samples, pending: list, selection_key: str, args) -> int:
+    """Finish a run after its last epoch; 1 if it has no best epoch to report (its metric was always NaN)."""
+    best = run.progress["best"]
+    if best is None:
+        finish(run, samples, pending, status="failed",
+               error=f"{selection_key} was undefined (NaN) at every epoch; no best epoch to report")
+        return 1
+    files = run.files
+    if run.accelerator.is_main_process:
+        files.remove_state()  # a finished run keeps its record, predictions and (if saved) best weights
+        if not keep_weights(run, args):
+            (files.folder / "best.safetensors").unlink(missing_ok=True)
+    finish(run, samples, pending, status="complete",
+           message=f"{run.run_id}: complete; best epoch {best['epoch']}: {selection_key} "
+                   f"{best['metrics'][selection_key]:.4f} -> {files.record}")
+    return 0
