@@ -189,6 +189,7 @@ def plan_runs(argv: list[str]) -> list[dict]:
     args = build_parser().parse_args(argv)
     if args.lp_ft:
         raise errors.UsageError("plan --lp-ft runs with train.py itself: the fine-tuning runs depend on which probe wins")
+    resolve_config(args)  # command-line problems first, before the dataset is read
     inputs = open_inputs(args)
     return [{"run_id": config["run_id"], "config": config, "argv": single_run_argv(argv, config)}
             for config in configurations(args, inputs)]
@@ -205,7 +206,8 @@ def finished_status(out: str | Path, run_id: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    inputs = open_inputs(args)  # everything that can be wrong with the inputs fails here, before any compute
+    resolve_config(args)  # command-line problems first, then everything that can be wrong with the inputs
+    inputs = open_inputs(args)
     if args.lp_ft:
         return lpft.run(args, inputs, train_configurations)
     return train_configurations(args, inputs, configurations(args, inputs))

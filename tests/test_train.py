@@ -185,9 +185,12 @@ def test_corrupt_image_names_the_file_or_is_skipped_and_counted(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     args = ["--dataset", "aptos", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs", "1",
             "--batch-size", "8", "--img-size", "16", "--workers", "0", "--split-method", "stratified"]
-    with pytest.raises(BadImageError, match=corrupt.name):
-        train_script.main([*args, "--out", str(tmp_path / "strict")])
-    assert only_record(tmp_path / "strict")["status"] == "failed"
+    with pytest.raises(BadImageError, match=corrupt.name) as error:
+        train_script.main([*args, "--out", str(tmp_path / "strict"), "--workers", "2"])
+    assert "--skip-bad-images" in str(error.value) and "--verify-images" in str(error.value)
+    failed = only_record(tmp_path / "strict")
+    assert failed["status"] == "failed" and corrupt.name in failed["error"]
+    assert "\n" not in failed["error"] and failed["error"].startswith("UnreadableImage: ")
     assert train_script.main([*args, "--out", str(tmp_path / "lenient"), "--skip-bad-images"]) == 0
     record = only_record(tmp_path / "lenient")
     assert record["status"] == "complete" and record["skipped_bad_images"] == 1

@@ -1,0 +1,178 @@
+"""train.py with several configurations in one process, LP-FT, pausing, what a finished run keeps, and records."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+
+import networks
+import records
+import train as train_script
+from conftest import REPO, digits_args, train
+
+TIMING_KEYS = {"seconds", "images_per_s"}
+
+
+def comparable(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in entry.items() if k not in TIMING_KEYS} for entry in history]
+
+
+def records_by_lr_wd(out) -> dict[tuple[float, float], dict]:
+    found = {}
+    for path in sorted(out.glob("*.json")):
+        record = records.read_json(path)
+        found[(record["config"]["lr"], record["config"]["wd"])] = record
+    return found
+
+
+def assert_same_history(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(comparable(a), comparable(b)):
+        assert x.keys() == y.keys()
+        for key in x:
+            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-6), key
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory, split_file):
+    """Four configurations (2 lr x 2 wd) of MobileNetV3 (dropout) trained together for 2 epochs."""
+    work = tmp_path_factory.mktemp("packed")
+    out = work / "runs"
+    args = digits_args(split_file, out, 2)
+    args[args.index("--lr") + 1:args.index("--lr") + 2] = ["0.05", "0.01"]
+    result = train([*args, "--wd", "1e-4", "0"], work)
+    return work, out, args, result
+
+
+def test_packed_configurations_equal_separate_runs(packed, split_file, tmp_path):
+    work, out, _, _ = packed
+    together = records_by_lr_wd(out)
+    assert len(together) == 4 and all(r["status"] == "complete" for r in together.values())
+    assert len({r["run_id"] for r in together.values()}) == 4
+    assert all(r["packed_with"] == 4 for r in together.values())
+    for lr, wd in [(0.05, 0.0001), (0.01, 0.0)]:
+        alone = tmp_path / f"alone-{lr}-{wd}"
+        args = digits_args(split_file, alone, 2)
+        args[args.index("--lr") + 1] = str(lr)
+        train([*args, "--wd", str(wd)], tmp_path)
+        (record,) = records_by_lr_wd(alone).values()
+        assert record["run_id"] == together[(lr, wd)]["run_id"]  # the same experiment, whichever way it ran
+        assert_same_history(record["history"], together[(lr, wd)]["history"])
+
+
+def test_plan_runs_gives_train_pys_run_ids(packed, monkeypatch):
+    work, out, args, _ = packed
+    monkeypatch.chdir(work)
+    planned = train_script.plan_runs([*args, "--wd", "1e-4", "0"])
+    assert sorted(p["run_id"] for p in planned) == sorted(r["run_id"] for r in records_by_lr_wd(out).values())
+    for p in planned:  # each plan's argv is a single-configuration command with the same run id
+        (again,) = train_script.plan_runs(p["argv"])
+        assert again["run_id"] == p["run_id"]
+
+
+def test_a_finished_run_keeps_record_predictions_and_best_weights_not_its_state(packed):
+    _, out, _, _ = packed
+    for record in records_by_lr_wd(out).values():
+        folder = out / record["run_id"]
+        assert not (folder / "state").exists()
+        assert (folder / "best.safetensors").exists() and (folder / "predictions-val.npz").exists()
+
+
+def test_a_diverging_configuration_stops_alone(split_file, tmp_path):
+    out = tmp_path / "runs"
+    args = digits_args(split_file, out, 2)
+    args[args.index("--lr") + 1:args.index("--lr") + 2] = ["1e12", "0.05"]
+    result = train([*args, "--save-weights", "none"], tmp_path)
+    assert result.returncode == 0
+    found = {r["config"]["lr"]: r for r in records_by_lr_wd(out).values()}
+    assert found[1e12]["status"] == "diverged" and found[1e12]["diverged_epoch"] == 1
+    assert found[0.05]["status"] == "complete" and len(found[0.05]["history"]) == 2
+    assert not (out / found[0.05]["run_id"] / "best.safetensors").exists()  # --save-weights none
+    assert (out / found[0.05]["run_id"] / "predictions-val.npz").exists()
+
+
+def test_paused_pack_resumes_each_configuration_to_the_same_history(packed, split_file, tmp_path):
+    _, reference_out, args, _ = packed
+    out = tmp_path / "runs"
+    args = [*args[:args.index("--out")], "--out", str(out), "--wd", "1e-4", "0"]
+    first = train([*args, "--until-epoch", "1"], tmp_path)
+    paused = records_by_lr_wd(out)
+    assert {r["status"] for r in paused.values()} == {"paused"} and first.returncode == 0
+    assert all(len(r["history"]) == 1 for r in paused.values())
+    resumed = train(args, tmp_path)
+    assert resumed.stdout.count("resuming after epoch 1") == 4
+    reference = records_by_lr_wd(reference_out)
+    for key, record in records_by_lr_wd(out).items():
+        assert record["status"] == "complete"
+        assert_same_history(record["history"], reference[key]["history"])
+
+
+def test_record_says_how_the_number_was_made(packed):
+    _, out, _, _ = packed
+    record = next(iter(records_by_lr_wd(out).values()))
+    runtime = record["runtime"]
+    assert runtime["device"] == "cpu" and runtime["num_processes"] == 1
+    assert runtime["torch_threads"] >= 1 and runtime["omp_num_threads"] == "1"  # tests set OMP_NUM_THREADS=1
+    assert runtime["device_name"] and "launcher" in runtime
+    assert os.path.isabs(record["paths"]["split_file"]["resolved"])
+    assert record["normalization"]["mode"] == "imagenet"
+
+
+def test_linear_probe_then_fine_tuning(split_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "runs"
+    args = digits_args(split_file, out, 3)
+    del args[args.index("--lr"):args.index("--lr") + 2]
+    assert train_script.main([*args, "--lp-ft", "--probe-lr", "0.1", "0.01", "--probe-wd", "0",
+                              "--lr", "1e-3", "--wd", "0"]) == 0
+    found = [records.read_json(p) for p in sorted(out.glob("*.json"))]
+    probes = [r for r in found if r["lp_ft"]["phase"] == "probe"]
+    (finetune,) = [r for r in found if r["lp_ft"]["phase"] == "finetune"]
+    assert len(probes) == 2 and all(r["status"] == "complete" for r in found)
+    assert all(len(r["history"]) == 1 and r["config"]["optimizer"] == "adamw" for r in probes)  # a third of 3 epochs
+    assert len(finetune["history"]) == 2 and finetune["config"]["epochs"] == 2
+    probe_ids = {r["run_id"]: r for r in probes}
+    assert finetune["lp_ft"]["probe_run_id"] in probe_ids
+    winner = probe_ids[finetune["lp_ft"]["probe_run_id"]]
+    assert finetune["lp_ft"]["probe_history"] == winner["history"]  # both phases' histories in the record
+    assert winner["best"]["metrics"]["val_accuracy"] == max(r["best"]["metrics"]["val_accuracy"] for r in probes)
+
+    # The probe trained the head alone: every other weight and BatchNorm statistic is the initial one.
+    set_seed(0)
+    initial, info = networks.create_model("mobilenet_v3_small", 10, weights="random")
+    probed = load_file(out / winner["run_id"] / "best.safetensors")
+    head = set(info["head_parameters"])
+    assert head and len(head) < len(probed)
+    for key, value in initial.state_dict().items():
+        if key in head:
+            assert not torch.equal(probed[key], value), key
+        else:
+            assert torch.equal(probed[key], value), key
+
+    assert train_script.main([*args, "--lp-ft", "--probe-lr", "0.1", "0.01", "--probe-wd", "0",
+                              "--lr", "1e-3", "--wd", "0"]) == 0  # everything done: all skipped
+
+
+def test_expected_error_under_accelerate_launch_is_one_short_message(tmp_path):
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train.py"), "--dataset", "aptos",
+               "--root", str(tmp_path / "no-such-folder"), "--weights", "random"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode != 0
+    assert len(output) < 6 and "Traceback" not in result.stdout + result.stderr, output
+    assert output[0].startswith("train.py: error: dataset 'aptos'") and "no-such-folder" in "".join(output)
+
+
+def test_usage_errors_exit_2_without_a_traceback(tmp_path):
+    result = train(["--dataset", "cassava", "--head", "regression", "--root", str(tmp_path)], tmp_path, check=False)
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr
+    result = train(["--dataset", "digits", "--model", "resnet19"], tmp_path, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("train.py: error: unknown model 'resnet19'")
