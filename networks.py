@@ -106,7 +106,8 @@ def create_model(name: str, num_classes: int, weights: str = "imagenet", pool: s
     info = {
         "name": entry.name, "label": entry.label, "library": entry.library, "constructor": entry.constructor,
         "weights_tag": entry.weights_tag, "weights_loaded": weights_loaded, "head": head,
-        "imagenet_top1": entry.imagenet_top1, "params": sum(p.numel() for p in model.parameters()),
+        "imagenet_top1": entry.imagenet_top1, "top1_source": entry.top1_source,
+        "params": sum(p.numel() for p in model.parameters()),
         "input_size": entry.input_size, "mean": list(entry.mean), "std": list(entry.std), "pool": pool,
         "in_chans": in_chans, "num_outputs": num_classes, "group": entry.group,
         "head_parameters": sorted(name for name, _ in model.named_parameters() if name in head_keys),

@@ -6,11 +6,15 @@
 
 `REGISTRY` maps a name to its `DatasetSpec` (task, classes, metric, splits, the paper's flips). `open_dataset`
 returns `Samples`: ids, labels and where each image lives, for all labelled images of the dataset. Which sample is
-in which split is the job of splits.py (or of the official files, for CCT-20 and CIFAR-10).
+in which split is the job of splits.py (or of the official files, for CCT-20 and CIFAR-10). `concatenate` appends
+a second dataset with the same labels (APTOS 2019 + the 2015 DR competition) for training on more data.
+
+Problem lists in errors show the first 10 problems; set TRANSFER_ALL_PROBLEMS=1 to list every one.
 """
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,16 @@ import errors
 from data.images import BadImageError, read_image_files
 
 MAX_PROBLEMS_SHOWN = 10
+ALL_PROBLEMS_VARIABLE = "TRANSFER_ALL_PROBLEMS"  # set to 1 to list every problem instead of the first 10
+
+
+def problem_list(problems: list[str]) -> str:
+    """The problems as indented lines: the first MAX_PROBLEMS_SHOWN, and how to see the rest when there are more."""
+    shown = problems if os.environ.get(ALL_PROBLEMS_VARIABLE) else problems[:MAX_PROBLEMS_SHOWN]
+    lines = [f"  - {p}" for p in shown]
+    if len(problems) > len(shown):
+        lines.append(f"  ... and {len(problems) - len(shown)} more (set {ALL_PROBLEMS_VARIABLE}=1 to list them all)")
+    return "\n".join(lines)
 
 
 class DatasetError(errors.DataError, ValueError):
@@ -28,10 +42,12 @@ class DatasetError(errors.DataError, ValueError):
 
     def __init__(self, dataset: str, root: Path | str, problems: list[str]):
         self.dataset, self.root, self.problems = dataset, Path(root), list(problems)
-        shown = "\n".join(f"  - {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN])
-        more = len(self.problems) - MAX_PROBLEMS_SHOWN
-        tail = f"\n  ... and {more} more" if more > 0 else ""
-        super().__init__(f"dataset '{dataset}' at {self.root}: {len(self.problems)} problem(s) found:\n{shown}{tail}")
+        super().__init__(f"dataset '{dataset}' at {self.root}: {len(self.problems)} problem(s) found:\n"
+                         f"{problem_list(self.problems)}")
+
+
+class IncompatibleDatasetsError(errors.UsageError, ValueError):
+    """Two datasets whose samples cannot be trained on together (labels that mean different things)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,12 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
     DatasetSpec("aptos", "ordinal", 5, APTOS_GRADES, "qwk", ("train", "val"), "val", None,
                 hflip=True, vflip=False, paper_split="paper",
                 source="Kaggle competition aptos2019-blindness-detection"),
+    # the 2015 competition grades retinas on the same 0-4 scale as APTOS 2019; the top APTOS solutions trained on
+    # both (App. F). Not one of the paper's six datasets, so it has no paper split.
+    DatasetSpec("dr2015", "ordinal", 5, APTOS_GRADES, "qwk", ("train", "val"), "val", None,
+                hflip=True, vflip=False, paper_split="none",
+                source="Kaggle competition diabetic-retinopathy-detection (2015): trainLabels.csv and the unpacked "
+                       "train.zip.00* parts"),
     DatasetSpec("hpa", "multilabel", 28, HPA_LOCATIONS, "macro_f1", ("train", "val", "test_val"), "val", "test_val",
                 hflip=True, vflip=True, paper_split="import",
                 source="Kaggle competition human-protein-atlas-image-classification"),
@@ -147,6 +169,58 @@ class Samples:
         return np.bincount(self.labels, minlength=len(self.class_names))
 
 
+def describe(samples: Samples) -> str:
+    """"name: N samples", with what the loader left out and why (e.g. Melanoma's duplicate images)."""
+    excluded = {reason: count for reason, count in samples.options.get("excluded", {}).items() if count}
+    parts = samples.options.get("concatenated")
+    text = f"{samples.name}: {len(samples):,} samples"
+    if parts:
+        text = (f"{' + '.join(p['dataset'] for p in parts)}: {len(samples):,} samples ("
+                + " + ".join(f"{p['samples']:,} {p['dataset']}" for p in parts) + ")")
+    if excluded:
+        text += "; left out: " + ", ".join(f"{count:,} {reason}" for reason, count in excluded.items())
+    return text
+
+
+def concatenate(primary: Samples, extra: Samples) -> Samples:
+    """`primary`'s samples followed by `extra`'s, as one dataset with primary's spec, for training on more data.
+
+    The labels must mean the same: the same task and the same class names in the same order (APTOS 2019 and the
+    2015 DR competition both grade 0-4 on the International Clinical DR scale). Primary's ids are kept; extra's
+    become "<extra name>/<id>", and columns["dataset"] names every sample's dataset, so ids stay unique and
+    traceable. Per-sample columns of only one dataset are kept, with "" for the other's samples. Samples of extra
+    are indices len(primary) .. len(primary) + len(extra) - 1 of the result (see splits.with_extra_training).
+    """
+    what = f"{extra.name} cannot be added to {primary.name}"
+    if (primary.spec.task, primary.class_names) != (extra.spec.task, extra.class_names):
+        raise IncompatibleDatasetsError(
+            f"{what}: their labels mean different things ({primary.name}: {primary.spec.task}, classes "
+            f"{', '.join(primary.class_names)}; {extra.name}: {extra.spec.task}, classes {', '.join(extra.class_names)})")
+    if primary.image_files is None or extra.image_files is None:
+        raise IncompatibleDatasetsError(f"{what}: only datasets read from image files can be combined")
+    if primary.official_split is not None or extra.official_split is not None:
+        raise IncompatibleDatasetsError(f"{what}: a dataset with official splits (CCT-20, CIFAR-10) cannot be combined")
+    if primary.num_channels != extra.num_channels:
+        raise IncompatibleDatasetsError(f"{what}: {primary.num_channels} vs {extra.num_channels} image channels")
+    ids = list(primary.ids) + [f"{extra.name}/{sample_id}" for sample_id in extra.ids]
+    if len(set(ids)) != len(ids):
+        raise IncompatibleDatasetsError(f"{what}: the combined ids are not unique")
+    columns = {"dataset": np.array([primary.name] * len(primary) + [extra.name] * len(extra))}
+    for name in dict.fromkeys([*primary.columns, *extra.columns]):
+        if name in primary.columns and name in extra.columns:
+            columns[name] = np.concatenate([np.asarray(primary.columns[name]), np.asarray(extra.columns[name])])
+        else:
+            columns[name] = np.concatenate([np.asarray(part.columns[name]).astype(str) if name in part.columns
+                                            else np.full(len(part), "") for part in (primary, extra)])
+    excluded = {f"{part.name}: {reason}": count for part in (primary, extra)
+                for reason, count in part.options.get("excluded", {}).items()}
+    options = {**primary.options, "excluded": excluded, "concatenated": [
+        {"dataset": part.name, "root": str(part.root), "samples": len(part)} for part in (primary, extra)]}
+    return Samples(spec=primary.spec, root=primary.root, ids=ids, labels=np.concatenate([primary.labels, extra.labels]),
+                   class_names=primary.class_names, image_files=list(primary.image_files) + list(extra.image_files),
+                   columns=columns, options=options)
+
+
 def default_root(name: str) -> Path:
     return Path("datasets") / name
 
@@ -169,5 +243,5 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> S
     return module.load(spec, root, **options)
 
 
-__all__ = ["REGISTRY", "DatasetSpec", "Samples", "DatasetError", "BadImageError", "open_dataset", "get_spec",
-           "default_root"]
+__all__ = ["REGISTRY", "DatasetSpec", "Samples", "DatasetError", "IncompatibleDatasetsError", "BadImageError",
+           "open_dataset", "get_spec", "default_root", "describe", "concatenate", "problem_list"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data import DatasetError, DatasetSpec
+from data.images import check_image_files
 
 
 @dataclass(frozen=True)
@@ -137,3 +138,19 @@ def duplicate_ids(ids: Sequence[str], places: Sequence[str]) -> list[str]:
         seen[sample_id].append(place)
     return [f"id {sample_id!r} occurs {len(where)} times: {'; '.join(where)}"
             for sample_id, where in seen.items() if len(where) > 1]
+
+
+def read_labelled_images(spec: DatasetSpec, root: Path, csv_name: str, id_column: str, label_column: str,
+                         image_dir: str, suffix: str) -> tuple[list[Row], list[int], list[tuple[Path, ...]]]:
+    """The rows, integer labels and image files of a CSV that grades one image file per id (APTOS, the 2015 DR
+    competition): `<root>/<image_dir>/<id><suffix>`. Checks everything up front and raises one DatasetError."""
+    require_root(spec, root)
+    problems: list[str] = []
+    rows = read_rows(root / csv_name, id_column, [label_column], problems)
+    labels = [parse_int(row, label_column, 0, spec.num_classes - 1, problems) for row in rows]
+    problems += duplicate_ids([row.id for row in rows], [row.place for row in rows])
+    files = [(root / image_dir / f"{row.id}{suffix}",) for row in rows]
+    if require_dir(root / image_dir, problems):
+        problems += check_image_files(files)
+    raise_if_problems(spec, root, problems)
+    return rows, labels, files

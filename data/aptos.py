@@ -10,19 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from data import DatasetSpec, Samples
-from data._checks import duplicate_ids, parse_int, raise_if_problems, read_rows, require_dir, require_root
-from data.images import check_image_files
+from data._checks import read_labelled_images
 
 
 def load(spec: DatasetSpec, root: Path) -> Samples:
-    require_root(spec, root)
-    problems: list[str] = []
-    rows = read_rows(root / "train.csv", "id_code", ["diagnosis"], problems)
-    labels = [parse_int(row, "diagnosis", 0, spec.num_classes - 1, problems) for row in rows]
-    problems += duplicate_ids([row.id for row in rows], [row.place for row in rows])
-    files = [(root / "train_images" / f"{row.id}.png",) for row in rows]
-    if require_dir(root / "train_images", problems):
-        problems += check_image_files(files)
-    raise_if_problems(spec, root, problems)
+    rows, labels, files = read_labelled_images(spec, root, "train.csv", "id_code", "diagnosis", "train_images", ".png")
     return Samples(spec=spec, root=root, ids=[row.id for row in rows], labels=np.array(labels, dtype=np.int64),
                    class_names=spec.class_names, image_files=files)

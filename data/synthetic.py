@@ -89,6 +89,17 @@ def write_aptos(root: Path, rng: np.random.Generator, per_class: int, size: tupl
     write_csv(root / "test.csv", ["id_code"], [[i] for i in test_ids])
 
 
+def write_dr2015(root: Path, rng: np.random.Generator, per_class: int, size: tuple[int, int]) -> None:
+    """`trainLabels.csv` (image,level) sorted as Kaggle ships it, both eyes of each patient in turn, and
+    `train/<image>.jpeg`; `per_class` images of every grade, the two eyes of a patient graded independently."""
+    labels = balanced_labels(rng, 5, per_class)
+    patients = np.sort(rng.choice(45_000, (len(labels) + 1) // 2, replace=False)) + 1
+    images = [f"{patient}_{eye}" for patient in patients for eye in ("left", "right")][:len(labels)]
+    for image, label in zip(images, labels):
+        write_image(root / "train" / f"{image}.jpeg", class_image(rng, label, 5, size))
+    write_csv(root / "trainLabels.csv", ["image", "level"], [[i, int(label)] for i, label in zip(images, labels)])
+
+
 def write_cassava(root: Path, rng: np.random.Generator, per_class: int, size: tuple[int, int]) -> None:
     labels = balanced_labels(rng, 5, per_class)
     ids = [f"{number}.jpg" for number in rng.choice(10**9, len(labels), replace=False) + 10**9]
@@ -234,8 +245,8 @@ def write_cifar10(root: Path, rng: np.random.Generator, per_class: int, size: tu
     atomic_write_bytes(folder / "batches.meta", pickle.dumps(meta, protocol=2))
 
 
-WRITERS: dict[str, Callable[..., None]] = {"cct20": write_cct20, "aptos": write_aptos, "hpa": write_hpa,
-                                           "melanoma": write_melanoma, "cassava": write_cassava,
+WRITERS: dict[str, Callable[..., None]] = {"cct20": write_cct20, "aptos": write_aptos, "dr2015": write_dr2015,
+                                           "hpa": write_hpa, "melanoma": write_melanoma, "cassava": write_cassava,
                                            "eurosat": write_eurosat, "cifar10": write_cifar10}
 
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from torchvision.datasets import ImageFolder
 
-from data import BadImageError, DatasetError, open_dataset
+from data import (ALL_PROBLEMS_VARIABLE, BadImageError, DatasetError, IncompatibleDatasetsError, concatenate, describe,
+                  open_dataset)
 from data.synthetic import write_fixture, write_hpa_composites
 from conftest import read_csv, write_csv
 
@@ -45,6 +46,67 @@ def test_aptos_labels_ids_and_files(tmp_path):
     assert samples.class_counts().tolist() == [3] * 5
     assert samples.image_files[0] == (root / "train_images" / f"{rows[0][0]}.png",)
     assert samples.read_image(0).shape == (32, 32, 3) and samples.read_image(0).dtype == np.uint8
+
+
+def test_dr2015_reads_the_competitions_native_layout(tmp_path):
+    root = make("dr2015", tmp_path, per_class=3)
+    header, rows = read_csv(root / "trainLabels.csv")
+    samples = open_dataset("dr2015", root)
+    assert header == ["image", "level"] and samples.ids == [row[0] for row in rows]
+    assert samples.labels.tolist() == [int(row[1]) for row in rows] and samples.class_counts().tolist() == [3] * 5
+    assert samples.image_files[0] == (root / "train" / f"{rows[0][0]}.jpeg",)
+    assert samples.read_image(len(samples) - 1).shape == (32, 32, 3)
+    assert samples.class_names == open_dataset("aptos", make("aptos", tmp_path)).class_names  # the same grades
+    patient, eye = rows[0][0].split("_")
+    assert eye == "left" and samples.columns["patient_id"][0] == patient == samples.columns["patient_id"][1]
+
+
+def test_dr2015_combines_with_aptos_as_extra_training_data(tmp_path):
+    aptos = open_dataset("aptos", make("aptos", tmp_path, per_class=2))
+    dr2015 = open_dataset("dr2015", make("dr2015", tmp_path, per_class=3))
+    combined = concatenate(aptos, dr2015)
+    assert len(combined) == len(aptos) + len(dr2015) and combined.spec.name == "aptos"
+    assert combined.ids[:len(aptos)] == aptos.ids  # APTOS's ids unchanged: its split files still apply
+    assert combined.ids[len(aptos):] == [f"dr2015/{sample_id}" for sample_id in dr2015.ids]
+    assert len(set(combined.ids)) == len(combined)
+    assert combined.columns["dataset"].tolist() == ["aptos"] * len(aptos) + ["dr2015"] * len(dr2015)
+    assert combined.columns["patient_id"].tolist() == [""] * len(aptos) + dr2015.columns["patient_id"].tolist()
+    assert combined.labels.tolist() == aptos.labels.tolist() + dr2015.labels.tolist()
+    np.testing.assert_array_equal(combined.read_image(len(aptos)), dr2015.read_image(0))
+    np.testing.assert_array_equal(combined.read_image(0), aptos.read_image(0))
+    assert describe(combined) == "aptos + dr2015: 25 samples (10 aptos + 15 dr2015)"
+    assert [part["root"] for part in combined.options["concatenated"]] == [str(aptos.root), str(dr2015.root)]
+
+
+@pytest.mark.parametrize("other, expected", [("cassava", "labels mean different things"),
+                                             ("digits", "only datasets read from image files"),
+                                             ("cct20", "labels mean different things")])
+def test_datasets_whose_labels_differ_are_not_combined(tmp_path, other, expected):
+    aptos = open_dataset("aptos", make("aptos", tmp_path))
+    if other == "digits":
+        extra = open_dataset("digits")
+        extra = type(extra)(**{**extra.__dict__, "spec": aptos.spec, "class_names": aptos.class_names})
+    else:
+        extra = open_dataset(other, make(other, tmp_path))
+    with pytest.raises(IncompatibleDatasetsError, match=expected):
+        concatenate(aptos, extra)
+
+
+def test_problem_lists_say_how_to_see_every_problem(tmp_path, monkeypatch):
+    """Issue 15.12: a long problem list ends with how to see it all, and that way works."""
+    root = make("aptos", tmp_path, per_class=3)
+    for path in (root / "train_images").iterdir():
+        path.unlink()
+    monkeypatch.delenv(ALL_PROBLEMS_VARIABLE, raising=False)
+    with pytest.raises(DatasetError) as info:
+        open_dataset("aptos", root)
+    message = str(info.value)
+    assert message.count("image file is missing") == 10
+    assert message.endswith(f"... and 5 more (set {ALL_PROBLEMS_VARIABLE}=1 to list them all)")
+    monkeypatch.setenv(ALL_PROBLEMS_VARIABLE, "1")
+    with pytest.raises(DatasetError) as info:
+        open_dataset("aptos", root)
+    assert str(info.value).count("image file is missing") == 15 and "more" not in str(info.value)
 
 
 def test_cassava_class_names_come_from_the_json_map(tmp_path):
@@ -124,6 +186,7 @@ def test_melanoma_merges_2020_and_2019_and_counts_duplicates(tmp_path):
     samples = open_dataset("melanoma", root)
     assert samples.ids == expected_ids and samples.labels.tolist() == expected_labels
     assert duplicates == 4 and samples.options["excluded"] == {"duplicate image (tfrecord -1)": 4}
+    assert describe(samples) == "melanoma: 40 samples; left out: 4 duplicate image (tfrecord -1)"
     assert Counter(samples.columns["year"].tolist()) == {"2020": 20, "2019": 20}
     assert samples.columns["tfrecord"].dtype == np.int64 and samples.columns["tfrecord"].min() == 0
     assert samples.class_names == ("benign", "malignant")
@@ -319,6 +382,7 @@ def test_cifar10_bad_batches_are_reported_and_foreign_pickles_refused(tmp_path):
 # name: (fixture options, the labelled CSV, its id column, its label column, an out-of-range label)
 CSV_CASES = {
     "aptos": ({}, "train.csv", "id_code", "diagnosis", "5"),
+    "dr2015": ({}, "trainLabels.csv", "image", "level", "5"),
     "cassava": ({}, "train.csv", "image_id", "label", "5"),
     "hpa": ({"per_class": 1}, "train.csv", "Id", "Target", "28"),
     "melanoma": ({}, "melanoma-2020/train.csv", "image_name", "target", "2"),
@@ -337,7 +401,7 @@ def csv_case(request, tmp_path):
 
 
 def test_missing_root_is_reported(tmp_path):
-    for name in ("cct20", "aptos", "hpa", "melanoma", "cassava", "eurosat", "cifar10"):
+    for name in ("cct20", "aptos", "dr2015", "hpa", "melanoma", "cassava", "eurosat", "cifar10"):
         message = error_of(name, tmp_path / "nowhere")
         assert f"{tmp_path / 'nowhere'}: dataset folder does not exist" in message
 

@@ -27,12 +27,13 @@ SLOW = {"clip_vit_l14", "clip_vit_l14_336"}
 RUN_SLOW = os.environ.get("RUN_SLOW") == "1"
 # Random initialisation alone takes seconds for these, so they are built once, with the 1-output head and 4 input
 # channels; their 5-class head comes from the same code as AlexNet's (VGG) and DeiT's (timm) 5-class heads.
-BUILT_ONCE = {"vgg13_bn", "vgg16_bn", "swin_base", "clip_vit_b16"}
+BUILT_ONCE = {"vgg13_bn", "vgg16_bn", "swin_base", "clip_vit_b16", "resnet50_augmix", "resnet50_randaugment"}
 
 # Families with one global average-pooling layer that GeM can replace. The rest pool inside forward()
 # (DenseNet, ShuffleNet, MnasNet), keep a spatial grid (AlexNet, VGG), pool class maps (SqueezeNet), or use a
 # class token or attention pool (DeiT, CLIP, Mixer).
-GEM_FAMILIES = {"mobilenet_v3_small", "resnet50", "resnext50_32x4d", "resnet152", "resnet18",
+GEM_FAMILIES = {"mobilenet_v3_small", "resnet50", "resnext50_32x4d", "resnet152", "resnet18", "resnet50_augmix",
+                "resnet50_randaugment",
                 "efficientnet_b0", "efficientnet_b4", "inception_resnet_v2", "convnext_tiny", "pnasnet5large",
                 "swin_base", "caformer_s18"}
 
@@ -112,7 +113,7 @@ def test_testbed_is_the_papers_19_models():
     assert (testbed[-1].name, round(top1[-1], 1)) == ("efficientnet_b4", 83.4)
     assert {e.name for e in testbed if e.input_size == 224} == {"deit_tiny", "deit_small"}
     assert all(e.input_size == 256 for e in testbed if not e.name.startswith("deit"))
-    assert {e.group for e in models.REGISTRY.values()} == {"testbed", "clip", "later", "extra"}
+    assert {e.group for e in models.REGISTRY.values()} == {"testbed", "ablation", "clip", "later", "extra"}
     assert models.REGISTRY["resnet18"].group == "extra"
 
 
@@ -123,6 +124,8 @@ def test_torchvision_entries_match_torchvision(entry):
     assert entry.imagenet_top1 == weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
     assert entry.params == weights.meta["num_params"]
     preprocessing = weights.transforms()
+    assert entry.top1_image_size == preprocessing.crop_size[0]  # acc@1 is measured at the weights' crop size
+    assert "torchvision" in entry.top1_source and "acc@1" in entry.top1_source
     assert (list(entry.mean), list(entry.std)) == (preprocessing.mean, preprocessing.std)
     with torch.device("meta"):  # the real architecture, without spending time on initialisation
         model = torchvision.models.get_model(entry.constructor, weights=None)
@@ -132,17 +135,59 @@ def test_torchvision_entries_match_torchvision(entry):
 @pytest.mark.parametrize("entry", [e for e in models.REGISTRY.values() if e.library == "timm"], ids=lambda e: e.name)
 def test_timm_entries_match_timm(entry):
     # timm ships no accuracies (models.py cites its published results table), but does ship the rest
-    cfg = timm.models.get_pretrained_cfg(f"{entry.constructor}.{entry.weights_tag}")
+    qualified = f"{entry.constructor}.{entry.weights_tag}"
+    cfg = timm.models.get_pretrained_cfg(qualified)
     assert cfg is not None and cfg.hf_hub_id
     assert (entry.mean, entry.std) == (tuple(cfg.mean), tuple(cfg.std))
     assert entry.fixed_input_size == bool(cfg.fixed_input_size)
-    if entry.group != "testbed" or entry.fixed_input_size:
+    if entry.group not in ("testbed", "ablation") or entry.fixed_input_size:  # the paper fine-tunes at 256 px
         assert entry.input_size == cfg.input_size[-1]
-    assert (entry.imagenet_top1 is None) == (entry.group == "clip")
+    # the one rule: the top-1 at the pretrained config's input_size, not its test_input_size (one documented exception)
+    assert entry.imagenet_top1 is not None and entry.top1_source
+    if entry.name == "efficientnet_b4":
+        assert entry.top1_image_size == cfg.test_input_size[-1] and entry.top1_source.startswith("EXCEPTION")
+    else:
+        assert entry.top1_image_size == cfg.input_size[-1]
+        assert f"at {entry.top1_image_size} px" in entry.top1_source or entry.group == "clip"
+        assert "EXCEPTION" not in entry.top1_source
+    if entry.group == "clip":
+        assert "CLIP paper" in entry.top1_source and "NOT CONFIRMED" in entry.top1_source
+    else:
+        assert qualified in entry.top1_source  # names exactly these weights
     with torch.device("meta"):
         model = timm.create_model(f"{entry.constructor}.{entry.weights_tag}")
     assert sum(p.numel() for p in model.parameters()) == entry.params
     assert networks._first_conv_name(model) == cfg.first_conv  # the layer in_chans > 3 extends
+
+
+def test_augmentation_ablation_weights_are_timms_augmix_and_randaugment_resnet50():
+    augmix, randaugment = models.REGISTRY["resnet50_augmix"], models.REGISTRY["resnet50_randaugment"]
+    published = timm.list_pretrained("resnet50.*")
+    assert models.qualified_name(augmix) == "resnet50.am_in1k" and "resnet50.am_in1k" in published
+    assert models.qualified_name(randaugment) == "resnet50.ra_in1k" and "resnet50.ra_in1k" in published
+    assert (augmix.imagenet_top1, randaugment.imagenet_top1) == (78.998, 78.81)
+    assert augmix.params == randaugment.params == models.REGISTRY["resnet50"].params  # the same architecture
+    assert models.input_size("resnet50_augmix", "aptos") == models.input_size("resnet50", "aptos") == 256
+    assert models.REGISTRY["resnet50"].library == "torchvision"  # the ablation's standard ResNet-50
+
+
+def test_convnext_tiny_top1_is_the_224_px_figure():
+    entry = models.REGISTRY["convnext_tiny"]
+    assert (entry.imagenet_top1, entry.top1_image_size) == (82.066, 224)
+    assert "82.698" in entry.top1_source  # the 288-px test-size figure is named, not used
+
+
+def test_normalization_is_imagenets_by_default_as_in_appendix_d():
+    for name in ("inception_resnet_v2", "pnasnet5large", "clip_vit_b16", "resnet50", "resnet10t.c3_in1k"):
+        assert models.normalization(name) == (models.IMAGENET_MEAN, models.IMAGENET_STD)
+    assert models.normalization("inception_resnet_v2", "model") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert models.normalization("pnasnet5large", "model") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert models.normalization("clip_vit_b16", "model") == (models.CLIP_MEAN, models.CLIP_STD)
+    assert models.normalization("resnet50", "model") == (models.IMAGENET_MEAN, models.IMAGENET_STD)
+    with pytest.raises(errors.UsageError, match="--normalize weights: choose one of imagenet, model"):
+        models.normalization("resnet50", "weights")
+    with pytest.raises(models.UnknownModelError):
+        models.normalization("resnet5O")
 
 
 def test_input_size_is_the_papers():
@@ -175,6 +220,7 @@ def test_any_timm_model_with_its_own_metadata():
     model, info = networks.create_model("resnet10t.c3_in1k", 3, weights="random", pool="gem", in_chans=4)
     assert run(model, 4, 64).shape == (2, 3)
     assert info["library"] == "timm" and info["imagenet_top1"] is None
+    assert info["top1_source"].startswith("unknown") and entry.top1_image_size is None
 
 
 def test_unknown_names_are_refused_with_suggestions():
@@ -301,3 +347,8 @@ def test_cli_table_and_json(monkeypatch, capsys):
     listed = json.loads(capsys.readouterr().out)
     assert [e["name"] for e in listed] == list(models.REGISTRY)
     assert listed[0]["imagenet_top1"] == 56.522 and listed[0]["params"] == 61100840
+    by_name = {e["name"]: e for e in listed}
+    assert all(e["imagenet_top1"] is not None and e["top1_source"] for e in listed)
+    assert {"resnet50_augmix", "resnet50_randaugment", "clip_rn50", "clip_vit_l14_336"} <= set(by_name)
+    assert by_name["clip_vit_l14"]["imagenet_top1"] == 75.3 and "CLIP paper" in by_name["clip_vit_l14"]["top1_source"]
+    assert "am_in1k" in by_name["resnet50_augmix"]["top1_source"]

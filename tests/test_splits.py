@@ -14,14 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import Samples, get_spec, open_dataset
+from data import Samples, concatenate, get_spec, open_dataset
 from data.synthetic import write_fixture
 from records import sha256_file
-from splits import (SplitFileError, default_method, make_split, read_split_file, render_split_file, resolve_split,
-                    split_dataset, split_indices, write_split_file)
+from splits import (PaperSplitFileNeeded, SplitFileError, SplitFileExistsError, default_method, make_split,
+                    read_split_file, render_split_file, resolve, resolve_split, split_dataset, split_indices,
+                    train_on_all, with_extra_training, write_split_file)
 from conftest import read_csv, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def run_splits(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "splits.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def split_of(path: Path) -> dict[str, str]:
@@ -74,9 +80,9 @@ def test_aptos_paper_split_from_the_command_line(tmp_path):
     _, rows = read_csv(root / "train.csv")
     expected = {rows[i][0] for i in released_class_holdout([int(r[1]) for r in rows], 5, seed=414)}
 
-    result = subprocess.run([sys.executable, str(REPO / "splits.py"), "aptos", "--root", str(root), "--method",
-                             "paper"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = run_splits("aptos", "--root", str(root), "--method", "paper", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "split: method 'paper', seed 414 (the paper's split)" in result.stdout
     written = tmp_path / "splits" / "aptos-paper-seed414.csv"
     assignment = split_of(written)
     assert ids_in(assignment, "val") == expected
@@ -209,12 +215,34 @@ def test_resolve_split_reads_a_given_file_and_never_overwrites_a_changed_one(tmp
         resolve_split(samples, out_dir=tmp_path)
 
 
+def test_a_second_copy_at_another_root_is_told_how_to_keep_its_own_split_file(tmp_path, monkeypatch):
+    """Issue 15.11: the split file check names the way out, and the command it names works."""
+    monkeypatch.chdir(tmp_path)
+    first = write_fixture("aptos", tmp_path / "first" / "aptos", per_class=5, seed=0)
+    second = write_fixture("aptos", tmp_path / "second" / "aptos", per_class=5, seed=1)
+    resolve_split(open_dataset("aptos", first))  # writes splits/aptos-paper-seed414.csv in the current folder
+    with pytest.raises(SplitFileExistsError) as error:
+        resolve_split(open_dataset("aptos", second))
+    message = str(error.value)
+    other = Path("splits") / "aptos-paper-seed414-other-copy.csv"
+    command = f"python splits.py aptos --root {second} --method paper --seed 414 --out {other}"
+    assert f"`{command}`" in message and f"--split-file {other}" in message
+    assert "another copy of the dataset at another --root" in message
+    assert "use it as the split file as it is" not in message
+
+    result = run_splits(*command.split()[2:], cwd=tmp_path)  # the command as the message gives it
+    assert result.returncode == 0, result.stderr
+    indices, path, _ = resolve_split(open_dataset("aptos", second), split_file=other)
+    assert path == other and sum(map(len, indices.values())) == 25
+    assert sorted(p.name for p in (tmp_path / "splits").iterdir()) == ["aptos-paper-seed414-other-copy.csv",
+                                                                       "aptos-paper-seed414.csv"]
+
 def test_hpa_stratified_split_is_multilabel_73_18_9():
     rng = np.random.default_rng(0)
     labels = (rng.random((600, 28)) < np.linspace(0.02, 0.4, 28)).astype(np.uint8)
     labels[labels.sum(axis=1) == 0, 0] = 1
     samples = fake_samples("hpa", labels)
-    assert default_method(samples.spec) == "stratified"
+    assert default_method(samples.spec) == "paper"  # the published file, which must be imported
     indices = split_indices(make_split(samples, "stratified"), samples.spec)
 
     fractions = [len(indices[name]) / len(samples) for name in ("train", "val", "test_val")]
@@ -240,6 +268,108 @@ def test_paper_split_of_hpa_must_be_imported():
     samples = fake_samples("hpa", np.eye(28, dtype=np.uint8))
     with pytest.raises(ValueError, match="--from"):
         make_split(samples, "paper")
+
+
+def test_hpa_without_its_published_file_stops_and_names_the_way_out(hpa, tmp_path):
+    root, _ = hpa
+    samples = open_dataset("hpa", root)
+    with pytest.raises(PaperSplitFileNeeded) as error:
+        resolve_split(samples, out_dir=tmp_path)  # what train.py does without --split-file
+    message = str(error.value)
+    for part in ("split.stratified.small.0.csv", "https://github.com/mlfoundations/imagenet-applications-transfer",
+                 "splits/hpa/", f"python splits.py hpa --root {root} --from split.stratified.small.0.csv",
+                 "--split-file", "splits/hpa-from-split.stratified.small.0.csv", "--split-method stratified",
+                 "NOT the paper's"):
+        assert part in message, part
+    assert not list(tmp_path.iterdir())  # nothing written
+
+    result = run_splits("hpa", "--root", str(root), cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("splits.py: error: hpa: the paper's split is a published file")
+
+
+def test_hpa_stratified_split_proceeds_labelled_as_not_the_papers(hpa, tmp_path):
+    root, _ = hpa
+    resolved = resolve(open_dataset("hpa", root), method="stratified", out_dir=tmp_path)
+    assert resolved.path.name == "hpa-stratified-seed0.csv" and (resolved.method, resolved.seed) == ("stratified", 0)
+    assert resolved.papers is False
+    assert "NOT the paper's split, which is the published split.stratified.small.0.csv" in resolved.description
+    result = run_splits("hpa", "--root", str(root), "--method", "stratified", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "NOT the paper's split" in result.stdout
+
+
+def test_resolve_says_whether_a_split_is_the_papers(tmp_path):
+    aptos = open_dataset("aptos", write_fixture("aptos", tmp_path / "aptos", per_class=5))
+    paper = resolve(aptos, out_dir=tmp_path / "splits")
+    assert (paper.method, paper.seed, paper.papers) == ("paper", 414, True)
+    with pytest.warns(UserWarning):
+        assert resolve(aptos, method="paper", seed=1, out_dir=tmp_path / "splits").papers is False
+    assert resolve(aptos, method="stratified", out_dir=tmp_path / "splits").papers is False
+    given = resolve(aptos, split_file=paper.path)
+    assert (given.method, given.papers, given.sha256) == (None, None, paper.sha256)
+    digits = resolve(open_dataset("digits"), out_dir=tmp_path / "splits")
+    assert digits.papers is False and "the paper did not use digits" in digits.description
+
+
+def test_train_on_all_and_extra_training_data(tmp_path):
+    """The data side of train.py --extra-train dr2015 --train-on all: APTOS's split, then everything trains."""
+    aptos = open_dataset("aptos", write_fixture("aptos", tmp_path / "aptos", per_class=5))
+    dr2015 = open_dataset("dr2015", write_fixture("dr2015", tmp_path / "dr2015", per_class=3))
+    indices = resolve(aptos, out_dir=tmp_path / "splits").indices
+    everything = train_on_all(indices, aptos.spec)
+    assert list(everything) == ["train"] and everything["train"].tolist() == list(range(len(aptos)))
+
+    combined = concatenate(aptos, dr2015)
+    with_extra = with_extra_training(indices, combined.spec, len(aptos), len(dr2015))
+    assert (with_extra["val"] == indices["val"]).all()  # selection stays on APTOS alone
+    assert set(with_extra["train"]) == set(indices["train"]) | set(range(len(aptos), len(combined)))
+    final = train_on_all(with_extra, combined.spec)
+    assert list(final) == ["train"] and final["train"].tolist() == list(range(len(combined)))
+    assert {combined.columns["dataset"][i] for i in final["train"]} == {"aptos", "dr2015"}
+    with pytest.raises(ValueError, match="already in the training split"):
+        with_extra_training(with_extra, combined.spec, len(aptos), len(dr2015))
+
+    cct20 = open_dataset("cct20", write_fixture("cct20", tmp_path / "cct20", per_class=2))
+    merged = train_on_all(resolve(cct20, out_dir=tmp_path / "splits").indices, cct20.spec)
+    assert list(merged) == ["train", "cis_test", "trans_val", "trans_test"]  # cis_val joined train
+
+
+def test_dr2015_stratified_split_keeps_both_eyes_of_a_patient_together(tmp_path):
+    samples = open_dataset("dr2015", write_fixture("dr2015", tmp_path / "dr2015", per_class=6))
+    assert default_method(samples.spec) == "stratified"
+    assignment = make_split(samples, "stratified")
+    for patient in set(samples.columns["patient_id"]):
+        assert len(set(assignment[samples.columns["patient_id"] == patient])) == 1, patient
+
+
+def test_summary_says_what_the_loader_left_out(tmp_path):
+    """Issue 15.12: the printed sample count says that Melanoma's duplicate images were left out."""
+    root = write_fixture("melanoma", tmp_path / "melanoma", per_class=3)
+    summary = split_dataset("melanoma", root, "paper", None, None, tmp_path / "melanoma.csv")
+    assert summary.splitlines()[0] == "melanoma: 60 samples; left out: 4 duplicate image (tfrecord -1)"
+
+
+def test_expected_errors_of_the_command_line_are_one_line(tmp_path):
+    missing = run_splits("aptos", "--root", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith(f"splits.py: error: dataset 'aptos' at {tmp_path / 'nowhere'}")
+    official = run_splits("digits", "--method", "official", cwd=tmp_path)
+    assert official.returncode == 2 and "Traceback" not in official.stderr
+    assert "digits: the dataset's files define no splits" in official.stderr
+
+
+def test_help_shows_each_default_once(tmp_path):
+    """Issue 15.7: no '(default: None)' after a default said in words, and every set default shown once."""
+    text = " ".join(run_splits("--help", cwd=tmp_path).stdout.split())
+    assert "default: None" not in text and "datasets/<dataset> when not given" in text
+    import argparse
+    from data.cli import add_data_arguments
+    parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_data_arguments(parser)  # as train.py and cache.py use it
+    help_text = " ".join(parser.format_help().split())
+    assert "default: None" not in help_text and help_text.count("(default: rgb)") == 1
+    assert "datasets/<dataset> when not given" in help_text
 
 
 # ---------------------------------------------------------------- importing and checking split files
