@@ -75,7 +75,7 @@ def fit(args, inputs, configs: list[dict]) -> int:
     for config in configs:
         run, model_info = build_run(config, args, samples, accelerator, channels_last)
         runs.append(run)
-    mean, std = normalization(args.normalize, model_info)
+    mean, std = models.normalization(args.model, args.normalize)
 
     def model_input(batch: dict) -> torch.Tensor:
         return engine.to_model_input(batch["image"], mean, std, channels_last)
@@ -84,11 +84,14 @@ def fit(args, inputs, configs: list[dict]) -> int:
     base_record = {
         "schema_version": records.SCHEMA_VERSION, "status": "running", "error": None, "diverged_epoch": None,
         "dataset": {"name": spec.name, "task": spec.task, "metric": spec.metric, "num_classes": spec.num_classes,
-                    "class_names": list(samples.class_names), "selection_split": spec.selection_split,
+                    "class_names": list(samples.class_names), "selection_split": inputs.selection_split,
                     "report_split": spec.report_split if spec.report_split in inputs.eval_splits else None,
                     "split_file": str(inputs.split_path), "split_sha256": inputs.split_sha256,
+                    "split_method": inputs.split.method, "split_seed": inputs.split.seed,
+                    "papers_split": inputs.split.papers, "split_description": inputs.split.description,
                     "split_sizes": {k: int(len(v)) for k, v in indices.items()},
-                    "excluded": samples.options.get("excluded", {})},
+                    "excluded": samples.options.get("excluded", {}),
+                    "combined_with": samples.options.get("concatenated")},
         "paths": {"root": records.path_as_given(configs[0]["root"]),
                   "split_file": records.path_as_given(inputs.split_path),
                   "out": records.path_as_given(args.out), "cache_dir": records.path_as_given(args.cache_dir)},
@@ -112,7 +115,8 @@ def fit(args, inputs, configs: list[dict]) -> int:
 
     stop_requested = []
     signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
-    selection_key = f"{spec.selection_split}_{spec.metric}"
+    # Training on all labelled data (--train-on all) leaves nothing to select on: the last epoch is kept.
+    selection_key = f"{inputs.selection_split}_{spec.metric}" if inputs.selection_split else None
     pending, failed = list(runs), 0
     try:
         while pending:
@@ -144,7 +148,8 @@ def fit(args, inputs, configs: list[dict]) -> int:
                 return 143
             for run in group:
                 run.scheduler.step()
-            evaluated = evaluate_splits(group, eval_loaders, accelerator, outputs, model_input, samples, spec)
+            evaluated = evaluate_splits(group, eval_loaders, accelerator, outputs, model_input, samples,
+                                        inputs.selection_split)
             for run, result in zip(group, evaluated):
                 if isinstance(result, str):  # non-finite outputs: the last step's update broke the weights
                     finish(run, samples, pending, status="diverged", error=result, diverged_epoch=epoch,
@@ -225,13 +230,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: dict):
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config["milestones"], gamma=0.1)
 
 
-def normalization(mode: str, info: dict) -> tuple[list[float], list[float]]:
-    """Appendix D: "ImageNet's mean and standard deviation" for every model (the paper's code); or the weights' own."""
-    if mode == "model":
-        return list(info["mean"]), list(info["std"])
-    return list(models.IMAGENET_MEAN), list(models.IMAGENET_STD)
-
-
 def lp_ft_block(config: dict, out) -> dict | None:
     """For the record: which LP-FT phase this run is and, for fine-tuning, the probe it started from."""
     phase = config.get("lp_ft_phase")
@@ -265,7 +263,7 @@ def epoch_sums(accelerator, runs: list[TrainRun]) -> dict[str, dict]:
 
 
 def evaluate_splits(runs: list[TrainRun], loaders: dict, accelerator, outputs, model_input, samples,
-                    spec) -> list:
+                    selection_split: str | None) -> list:
     """Per run: (results per split, thresholds, scores), or a message when its outputs are not finite."""
     predicted = {split: engine.predict([run.model for run in runs], loader, accelerator, outputs, model_input,
                                        desc=f"eval {split}") for split, loader in loaders.items()}
@@ -281,8 +279,11 @@ def evaluate_splits(runs: list[TrainRun], loaders: dict, accelerator, outputs, m
         if broken:
             evaluated.append(f"non-finite model outputs on split '{broken[0]}'")
             continue
-        selection = results[spec.selection_split]
-        thresholds = metrics.fit_decision(spec.task, selection["labels"], selection["scores"], spec.num_classes)
+        spec = samples.spec
+        thresholds = None  # without a selection split: 0.5 thresholds, the default cut points
+        if selection_split is not None:
+            selection = results[selection_split]
+            thresholds = metrics.fit_decision(spec.task, selection["labels"], selection["scores"], spec.num_classes)
         scores = {f"{split}_{name}": value for split, result in results.items()
                   for name, value in metrics.score(spec.task, result["labels"], result["scores"], thresholds,
                                                    spec.num_classes).items()}
@@ -302,7 +303,8 @@ def end_of_epoch(run: TrainRun, entry: dict, scores: dict, results: dict, thresh
     for result in results.values():
         note_bad_images(progress, result["bad_indices"])
     best_files = None
-    if is_better(entry[selection_key], progress["best"] and progress["best"]["metrics"][selection_key]):
+    if selection_key is None or is_better(entry[selection_key],
+                                          progress["best"] and progress["best"]["metrics"][selection_key]):
         progress["best"] = {"epoch": entry["epoch"], "metrics": scores}
         progress["predictions"] = {split: f"{run.run_id}/predictions-{split}.npz" for split in results}
         best_files = best_epoch_files(run, results, thresholds, samples, samples.spec.task, keep_weights(run, args))
@@ -350,7 +352,7 @@ def complete(run: TrainRun, samples, pending: list, selection_key: str, args) ->
         files.remove_state()  # a finished run keeps its record, predictions and (if saved) best weights
         if not keep_weights(run, args):
             (files.folder / "best.safetensors").unlink(missing_ok=True)
-    finish(run, samples, pending, status="complete",
-           message=f"{run.run_id}: complete; best epoch {best['epoch']}: {selection_key} "
-                   f"{best['metrics'][selection_key]:.4f} -> {files.record}")
+    chosen = (f"best epoch {best['epoch']}: {selection_key} {best['metrics'][selection_key]:.4f}" if selection_key
+              else f"trained on all labelled data, last epoch {best['epoch']} kept")
+    finish(run, samples, pending, status="complete", message=f"{run.run_id}: complete; {chosen} -> {files.record}")
     return 0

@@ -39,14 +39,14 @@ import models
 import records
 import splits
 import transforms
-from data import REGISTRY, Samples, get_spec, open_dataset
+from data import REGISTRY, Samples, concatenate, default_root, describe, get_spec, open_dataset
 from data.cli import add_data_arguments, dataset_options
 from fit import fit
 from trainrun import RunFiles
 
 # Settings that say where and how fast a run goes, not what it computes: left out of the run id.
 NOT_IN_RUN_ID = {"out", "workers", "log_with", "compile", "root", "split_file", "skip_bad_images", "composite_dir",
-                 "cache", "cache_dir", "save_weights", "until_epoch", "lp_ft", "probe_lr", "probe_wd"}
+                 "cache", "cache_dir", "save_weights", "until_epoch", "lp_ft", "probe_lr", "probe_wd", "extra_root"}
 PACKED = ("optimizer", "schedule", "lr", "wd")  # flags that take several values: every combination is a run
 
 
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data-loading worker processes per device")
     g.add_argument("--cache", default="auto", choices=["auto", "build", "off"], help="prepared image cache (cache.py): use when present, build if missing, or read the original files")
     g.add_argument("--cache-dir", default="cache", help="folder of prepared image caches")
+    g.add_argument("--extra-train", default=None, choices=sorted(REGISTRY), help="add all labelled images of this dataset to the training split (e.g. dr2015 for aptos, as the Kaggle winners did)")
+    g.add_argument("--extra-root", default=None, help="root of --extra-train; datasets/<name> when not given")
+    g.add_argument("--train-on", default="train", choices=["train", "all"], help="'all': train on the training and selection splits together, for a final model (no selection split, the last epoch is kept)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="resnet18", help="name from models.py (python models.py lists them) or any timm model")
     g.add_argument("--weights", default="imagenet", help="'imagenet' (pretrained, as in the paper), 'random', or a local .safetensors/.pth file")
@@ -97,24 +100,41 @@ def build_parser() -> argparse.ArgumentParser:
 class Inputs:
     """The dataset and split every run of one command trains on, checked before any compute."""
     samples: Samples
-    split_indices: dict[str, np.ndarray]
-    split_path: Path
-    split_sha256: str
+    split: splits.ResolvedSplit
+    split_indices: dict[str, np.ndarray]  # the split's, with --extra-train and --train-on applied
+    selection_split: str | None           # None when training on all labelled data (--train-on all)
     eval_splits: list[str]
+
+    @property
+    def split_path(self) -> Path:
+        return self.split.path
+
+    @property
+    def split_sha256(self) -> str:
+        return self.split.sha256
 
 
 def open_inputs(args) -> Inputs:
     spec = get_spec(args.dataset)
-    root = args.root or Path("datasets") / args.dataset
-    samples = open_dataset(args.dataset, root, **dataset_options(args.dataset, args))
-    indices, split_path, split_sha = splits.resolve_split(samples, args.split_file, args.split_method,
-                                                          args.split_seed)
-    eval_splits = [spec.selection_split] + [s for s in [spec.report_split, *args.eval_splits]
-                                            if s and len(indices.get(s, ())) > 0]
-    for split in ["train", *eval_splits]:
-        if len(indices.get(split, ())) == 0:
-            raise errors.DataError(f"{split_path}: split '{split}' is empty or missing")
-    return Inputs(samples, indices, Path(split_path), split_sha, eval_splits)
+    samples = open_dataset(args.dataset, args.root or default_root(args.dataset),
+                           **dataset_options(args.dataset, args))
+    split = splits.resolve(samples, args.split_file, args.split_method, args.split_seed)
+    indices = split.indices
+    for split_name in ("train", spec.selection_split):
+        if len(indices.get(split_name, ())) == 0:
+            raise errors.DataError(f"{split.path}: split '{split_name}' is empty or missing")
+    if args.extra_train:  # more labelled training data, e.g. the 2015 DR competition's images for APTOS
+        extra = open_dataset(args.extra_train, args.extra_root or default_root(args.extra_train))
+        indices = splits.with_extra_training(indices, spec, len(samples), len(extra))
+        samples = concatenate(samples, extra)
+    if args.train_on == "all":
+        indices = splits.train_on_all(indices, spec)
+    selection = spec.selection_split if args.train_on == "train" else None
+    eval_splits = ([selection] if selection else []) + [s for s in [spec.report_split, *args.eval_splits]
+                                                        if s and len(indices.get(s, ())) > 0]
+    print(f"{describe(samples)}; split: {split.description}; "
+          + ", ".join(f"{name} {len(rows):,}" for name, rows in indices.items()))
+    return Inputs(samples, split, indices, selection, eval_splits)
 
 
 def resolve_config(args, inputs: Inputs | None = None, **one) -> dict:
@@ -123,12 +143,15 @@ def resolve_config(args, inputs: Inputs | None = None, **one) -> dict:
     config = dict(vars(args))
     for flag in PACKED:
         config[flag] = one.get(flag, (default_values(args, flag))[0])
-    config["root"] = str(args.root or Path("datasets") / args.dataset)
+    config["root"] = str(args.root or default_root(args.dataset))
     config["epochs"] = args.epochs if args.epochs is not None else spec.epochs
     config["img_size"] = models.input_size(args.model, args.dataset, args.img_size)
     config["milestones"] = list(spec.step_milestones)
     if inputs is not None:
         config["split_sha256"] = inputs.split_sha256
+    if args.extra_train and get_spec(args.extra_train).task != spec.task:
+        raise errors.UsageError(f"--extra-train {args.extra_train} is a {get_spec(args.extra_train).task} dataset; "
+                                f"{args.dataset} is {spec.task}")
     if args.head == "regression" and spec.task != "ordinal":
         raise errors.UsageError(f"--head regression is for ordinal datasets; {args.dataset} is {spec.task}")
     if args.until_epoch is not None and not 1 <= args.until_epoch <= config["epochs"]:

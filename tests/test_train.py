@@ -153,7 +153,8 @@ def test_hpa_thresholds_are_chosen_on_val_and_applied_to_test_val(tmp_path):
     root = write_fixture("hpa", tmp_path / "hpa", per_class=3)
     out = tmp_path / "runs"
     train(["--dataset", "hpa", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs", "1",
-           "--batch-size", "8", "--img-size", "16", "--workers", "0", "--out", str(out)], tmp_path)
+           "--batch-size", "8", "--img-size", "16", "--workers", "0", "--out", str(out),
+           "--split-method", "stratified"], tmp_path)
     record = only_record(out)
     assert record["dataset"]["report_split"] == "test_val"
     val = np.load(out / record["predictions"]["val"])
