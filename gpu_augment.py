@@ -227,8 +227,10 @@ def resized_crops(regions: torch.Tensor, sizes: torch.Tensor, flips: torch.Tenso
                          f"{tuple(sizes.shape)} {sizes.dtype} and {tuple(flips.shape)} {flips.dtype}")
     if out_dtype not in (torch.float32, torch.uint8):
         raise ValueError(f"resized_crops: out_dtype must be torch.float32 or torch.uint8, got {out_dtype}")
-    if sizes.device.type == "cpu" and not ((sizes >= 1).all() and (sizes[:, 0] <= height).all()
-                                                 and (sizes[:, 1] <= width).all()):
+    if not isinstance(img_size, int) or isinstance(img_size, bool) or img_size < 1:
+        raise ValueError(f"resized_crops: img_size must be a positive integer, got {img_size!r}")
+    on_cpu = sizes.device.type == "cpu"  # checking values on the device would make the host wait for it
+    if on_cpu and not ((sizes >= 1).all() and (sizes[:, 0] <= height).all() and (sizes[:, 1] <= width).all()):
         raise ValueError(f"resized_crops: sizes must lie within 1..{height} x 1..{width}, the padded regions")
     device = regions.device
     sizes = sizes.to(device, torch.int64, non_blocking=True)

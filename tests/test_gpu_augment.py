@@ -230,6 +230,8 @@ def test_bad_batches_are_refused():
     batch = G.collate_regions([G.Region(np.zeros((10, 12, 3), np.uint8), (0, 0, 12, 10), False, False)])
     with pytest.raises(ValueError, match="within 1..10 x 1..12"):
         G.resized_crops(batch["regions"], torch.tensor([[11, 12]]), batch["flips"], SIZE)
+    with pytest.raises(ValueError, match="img_size must be a positive integer"):
+        G.resized_crops(batch["regions"], batch["sizes"], batch["flips"], 0)
     with pytest.raises(ValueError, match="uint8"):
         G.resized_crops(batch["regions"].float(), batch["sizes"], batch["flips"], SIZE)
     with pytest.raises(ValueError, match="H x W x C uint8"):
