@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+import gpu_augment
 import transforms
 from data import BadImageError, Samples
 
@@ -66,10 +67,13 @@ class SampleDataset(Dataset):
     """
 
     def __init__(self, samples: Samples, indices: np.ndarray, transform, seed: int = 0,
-                 reader: ImageReader | None = None, skip_bad_images: bool = False):
+                 reader: ImageReader | None = None, skip_bad_images: bool = False, crop_on_device: bool = False):
         self.samples, self.indices, self.transform, self.seed = samples, np.asarray(indices), transform, seed
         self.reader = reader or samples.read_image
         self.skip_bad_images = skip_bad_images
+        # The device-side path (gpu_augment.py): workers draw the crop and flips and hand over the crop region;
+        # the device resizes the batch. Same draws as `transform`, pixels within one grey level.
+        self.regions = gpu_augment.RegionSampler(transform) if crop_on_device else None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -81,11 +85,14 @@ class SampleDataset(Dataset):
             image = self.reader(index)
         except BadImageError as error:
             return {"bad": index, "error": None if self.skip_bad_images else (str(error.path), error.reason)}
+        label = torch.as_tensor(self.samples.labels[index])
+        if self.regions is not None:
+            return {"region": self.regions(image, sample_seed(self.seed, epoch, index)), "label": label,
+                    "index": index}
         transforms.seed_transform(self.transform, sample_seed(self.seed, epoch, index))
         image = self.transform(image=image)["image"]
-        label = self.samples.labels[index]
-        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-                "label": torch.as_tensor(label), "index": index}
+        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "label": label,
+                "index": index}
 
 
 def collate(batch: list[dict]) -> dict:
@@ -96,10 +103,12 @@ def collate(batch: list[dict]) -> dict:
     bad_indices = [item["bad"] for item in bad]
     if not good:
         return {"image": None, "label": None, "index": None, "bad_indices": bad_indices, "fatal": fatal}
-    return {"image": torch.stack([item["image"] for item in good]),
-            "label": torch.stack([item["label"] for item in good]),
-            "index": torch.tensor([item["index"] for item in good]),
-            "bad_indices": bad_indices, "fatal": fatal}
+    if "region" in good[0]:  # the device-side path: regions, sizes and flips instead of finished images
+        images = gpu_augment.collate_regions([item["region"] for item in good])
+    else:
+        images = {"image": torch.stack([item["image"] for item in good])}
+    return {**images, "label": torch.stack([item["label"] for item in good]),
+            "index": torch.tensor([item["index"] for item in good]), "bad_indices": bad_indices, "fatal": fatal}
 
 
 class UnreadableImage(BadImageError):
@@ -113,7 +122,7 @@ def check_batch(batch: dict) -> bool:
         raise UnreadableImage(path, f"{reason}. Repair or remove the file, or rerun with --skip-bad-images to skip "
                                     f"(and record) unreadable images; --verify-images decodes every image before "
                                     f"training to list them all at once")
-    return batch["image"] is not None
+    return batch.get("image") is not None or batch.get("regions") is not None
 
 
 def single_threaded_worker(_: int) -> None:
@@ -162,6 +171,14 @@ class NonFiniteLoss(RuntimeError):
 def to_model_input(images: torch.Tensor, mean, std, channels_last: bool) -> torch.Tensor:
     x = transforms.normalize(images, mean, std)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def batch_images(batch: dict, img_size: int) -> torch.Tensor:
+    """The batch's N x C x S x S uint8 images: as the workers made them, or resized on the device from regions."""
+    if batch.get("regions") is None:
+        return batch["image"]
+    return gpu_augment.resized_crops(batch["regions"], batch["sizes"], batch["flips"], img_size,
+                                     out_dtype=torch.uint8)
 
 
 # How often (in steps) the training loop looks at the losses: each look is one host sync, which stops the CPU from

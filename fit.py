@@ -54,10 +54,12 @@ def fit(args, inputs, configs: list[dict]) -> int:
     indices, pin = inputs.split_indices, accelerator.device.type == "cuda"
     readers = {split: cache.reader_for(samples, indices[split], img_size, "train" if split == "train" else "eval",
                                        args.cache, args.cache_dir) for split in ["train", *inputs.eval_splits]}
+    input_path = augmentation_device(args, accelerator.device)
     train_set = engine.SampleDataset(samples, indices["train"],
                                      transforms.train_transform(spec, img_size, args.augment,
                                                                 channels=samples.num_channels),
-                                     seed=args.seed, reader=readers["train"], skip_bad_images=args.skip_bad_images)
+                                     seed=args.seed, reader=readers["train"], skip_bad_images=args.skip_bad_images,
+                                     crop_on_device=input_path == "gpu")
     # drop_last as timm does: a final batch of one sample would break BatchNorm.
     train_loader = engine.make_loader(train_set, per_device_batch, True, args.workers, args.seed, drop_last=True,
                                       pin_memory=pin)
@@ -78,7 +80,7 @@ def fit(args, inputs, configs: list[dict]) -> int:
     mean, std = models.normalization(args.model, args.normalize)
 
     def model_input(batch: dict) -> torch.Tensor:
-        return engine.to_model_input(batch["image"], mean, std, channels_last)
+        return engine.to_model_input(engine.batch_images(batch, img_size), mean, std, channels_last)
 
     outputs = engine.Outputs(spec.task, regression=args.head == "regression", label_smoothing=args.label_smoothing)
     base_record = {
@@ -97,6 +99,7 @@ def fit(args, inputs, configs: list[dict]) -> int:
                   "out": records.path_as_given(args.out), "cache_dir": records.path_as_given(args.cache_dir)},
         "normalization": {"mode": args.normalize, "mean": list(mean), "std": list(std)},
         "precision": precision, "num_processes": accelerator.num_processes, "packed_with": len(configs),
+        "input_path": input_path,
         "runtime": records.runtime(accelerator.device, accelerator.num_processes),
         "cache": {split: reader.info if reader is not None else None for split, reader in readers.items()},
         "started_at": now(), "finished_at": None, **records.provenance(),
@@ -180,6 +183,23 @@ def fit(args, inputs, configs: list[dict]) -> int:
     finally:
         accelerator.end_training()
     return 1 if failed else 0
+
+
+def augmentation_device(args, device: torch.device) -> str:
+    """Where the training crop and flips are resampled: "cpu" (in the loader workers) or "gpu" (gpu_augment.py).
+
+    auto: on the GPU whenever it applies (a CUDA device and --augment paper, the only pipeline it reproduces).
+    Both paths draw the same crops and flips for every (seed, epoch, sample) and their pixels differ by at most one
+    grey level, so choosing by model speed would gain nothing: the small models that outrun the CPU workers need it,
+    and for the others it only frees the workers.
+    """
+    if args.augment_device == "cpu":
+        return "cpu"
+    applies = device.type == "cuda" and args.augment == "paper"
+    if args.augment_device == "gpu" and args.augment != "paper":
+        raise errors.UsageError(f"--augment-device gpu reproduces the 'paper' augmentation only (crop + flips), "
+                                f"not --augment {args.augment}")
+    return "gpu" if args.augment_device == "gpu" or applies else "cpu"
 
 
 def build_run(config: dict, args, samples, accelerator, channels_last: bool) -> tuple[TrainRun, dict]:

@@ -46,7 +46,8 @@ from trainrun import RunFiles
 
 # Settings that say where and how fast a run goes, not what it computes: left out of the run id.
 NOT_IN_RUN_ID = {"out", "workers", "log_with", "compile", "root", "split_file", "skip_bad_images", "composite_dir",
-                 "cache", "cache_dir", "save_weights", "until_epoch", "lp_ft", "probe_lr", "probe_wd", "extra_root"}
+                 "cache", "cache_dir", "save_weights", "until_epoch", "lp_ft", "probe_lr", "probe_wd", "extra_root",
+                 "augment_device"}
 PACKED = ("optimizer", "schedule", "lr", "wd")  # flags that take several values: every combination is a run
 
 
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, default=None, help="epochs (default: the paper's, 30; Melanoma 10)")
     g.add_argument("--batch-size", type=int, default=128, help="global batch size, split evenly over processes")
     g.add_argument("--augment", default="paper", choices=list(transforms.AUGMENTATIONS), help="training augmentation (transforms.py)")
+    g.add_argument("--augment-device", default="auto", choices=["auto", "cpu", "gpu"], help="where the paper's crop and flips are resampled: in the loader workers, or batched on the device (gpu_augment.py; 'auto': on CUDA)")
     g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the cross-entropy loss")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
     g = p.add_argument_group("CLIP linear probe, then fine-tuning (paper, section 5.2)")

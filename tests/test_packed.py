@@ -176,3 +176,18 @@ def test_usage_errors_exit_2_without_a_traceback(tmp_path):
     result = train(["--dataset", "digits", "--model", "resnet19"], tmp_path, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("train.py: error: unknown model 'resnet19'")
+
+
+def test_crops_resized_on_the_device_train_like_the_cpu_path(packed, split_file, tmp_path, monkeypatch):
+    """--augment-device gpu runs gpu_augment's path (here on CPU tensors): same crops, pixels within a grey level."""
+    monkeypatch.chdir(tmp_path)
+    _, reference_out, _, _ = packed
+    out = tmp_path / "runs"
+    args = digits_args(split_file, out, 2)
+    assert train_script.main([*args, "--wd", "1e-4", "--augment-device", "gpu"]) == 0
+    (record,) = records_by_lr_wd(out).values()
+    reference = records_by_lr_wd(reference_out)[(0.05, 1e-4)]
+    assert record["input_path"] == "gpu" and reference["input_path"] == "cpu"
+    assert record["run_id"] == reference["run_id"]  # where the crop is resampled is not part of the experiment
+    for ours, theirs in zip(record["history"], reference["history"]):
+        assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=0.02)
