@@ -32,13 +32,15 @@ import torch
 
 from data import DatasetSpec
 
-AUGMENTATIONS = ("paper", "none", "randaugment", "augmix", "kaggle")
+AUGMENTATIONS = ("paper", "none", "randaugment", "augmix", "kaggle", "aptos-kaggle")
 AUGMENTATION_HELP = {
     "paper": "the paper's recipe: RandomResizedCrop(scale 0.65-1, ratio 3/4-4/3) + the dataset's flips",
     "none": "no augmentation: the evaluation transform (short-side resize + centre crop), for ablations",
     "randaugment": "paper recipe + RandAugment (2 ops at magnitude 9 of 30, torchvision's scale)",
     "augmix": "paper recipe + AugMix (3 chains of depth 1-3, severity 3, Dirichlet(1)/Beta(1,1) mixing)",
     "kaggle": "paper crop + flips (all 8 dihedral views where both flips are allowed) + affine + colour jitter",
+    "aptos-kaggle": "the APTOS 2019 winners' recipe (paper, appendix F): paper crop + both flips + rotation by any "
+                    "angle + colour jitter (0.2, 0.2, 0.2, 0.1) as torchvision's ColorJitter; use it at 512 px",
 }
 TTA_MODES = ("none", "flips", "dihedral")
 
@@ -284,6 +286,12 @@ def train_transform(spec: DatasetSpec, img_size: int, augment: str = "paper",
         steps.append(RandAugment(num_ops=ra_num_ops, magnitude=ra_magnitude))
     elif augment == "augmix":
         steps.append(AugMix())
+    elif augment == "aptos-kaggle":  # a fundus photograph has no up or left: any rotation, both flips
+        steps += [A.VerticalFlip(p=0.5)] if not spec.vflip else []
+        steps += [A.Rotate(limit=(-180, 180), interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT,
+                           fill=0, p=1.0)]
+        if channels == 3:
+            steps.append(A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1, p=1.0))
     elif augment == "kaggle":
         steps += [A.Affine(scale=(0.9, 1.1), translate_percent=(-0.0625, 0.0625), rotate=(-15, 15),
                            interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.5),

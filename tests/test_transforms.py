@@ -198,7 +198,7 @@ def test_tta_views():
         T.tta_views(x, "fivecrop")
 
 
-@pytest.mark.parametrize("augment", ["paper", "randaugment", "augmix", "kaggle"])
+@pytest.mark.parametrize("augment", ["paper", "randaugment", "augmix", "kaggle", "aptos-kaggle"])
 def test_seeding_reproduces_a_pipeline_exactly(augment):
     image = np.random.default_rng(2).integers(0, 256, (70, 90, 3), dtype=np.uint8)
 
@@ -219,3 +219,16 @@ def test_seeding_reproduces_a_pipeline_exactly(augment):
     assert all(np.array_equal(a, b) for a, b in zip(reference, run(copied, (7, 3))))
     assert not all(np.array_equal(a, b) for a, b in zip(reference, run(first, (7, 4))))
     assert all(np.array_equal(a, b) for a, b in zip(reference, run(first, (7, 3))))
+
+
+def test_aptos_kaggle_recipe_rotates_flips_and_jitters_colour():
+    pipeline = T.train_transform(REGISTRY["aptos"], 64, "aptos-kaggle")
+    names = [type(step).__name__ for step in pipeline.transforms]
+    assert names == ["RandomResizedCrop", "HorizontalFlip", "VerticalFlip", "Rotate", "ColorJitter"]
+    jitter = pipeline.transforms[-1]
+    assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == ((0.8, 1.2), (0.8, 1.2),
+                                                                                (0.8, 1.2), (-0.1, 0.1))
+    assert pipeline.transforms[3].limit == (-180, 180)
+    image = np.random.default_rng(0).integers(0, 256, (80, 100, 3), dtype=np.uint8)
+    T.seed_transform(pipeline, 1)
+    assert pipeline(image=image)["image"].shape == (64, 64, 3)
