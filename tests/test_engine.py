@@ -1,0 +1,70 @@
+"""engine.train_one_epoch: divergence is caught in the epoch where it happens, without a host sync per step."""
+from __future__ import annotations
+
+import torch
+from accelerate import Accelerator
+
+import engine
+from trainrun import RunFiles, TrainRun
+
+
+class BreaksAfter(torch.nn.Module):
+    """A linear classifier whose output turns NaN from its `after`-th training call on."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.linear, self.calls, self.after = torch.nn.Linear(3 * 4 * 4, 2), 0, after
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.linear(x.flatten(1))
+        return out * float("nan") if self.calls >= self.after else out
+
+
+def batches(count: int) -> list[dict]:
+    generator = torch.Generator().manual_seed(0)
+    return [{"image": torch.randint(0, 256, (4, 3, 4, 4), dtype=torch.uint8, generator=generator),
+             "label": torch.tensor([0, 1, 0, 1]), "index": torch.arange(4), "bad_indices": [], "fatal": None}
+            for _ in range(count)]
+
+
+def make_run(tmp_path, name: str, after: int, accelerator) -> TrainRun:
+    model = BreaksAfter(after)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 3)
+    return TrainRun({"run_id": name}, RunFiles(tmp_path, name), model, optimizer, scheduler, accelerator,
+                    random_state=TrainRun.current_random_state(accelerator.device))
+
+
+def model_input(batch):
+    return engine.to_model_input(batch["image"], (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False)
+
+
+def test_divergence_is_caught_in_its_own_epoch_and_alone(tmp_path):
+    accelerator = Accelerator(cpu=True)
+    steps = 60  # more than two looks (every 25 steps) per epoch
+    healthy = make_run(tmp_path, "healthy", after=10**9, accelerator=accelerator)
+    mid_epoch = make_run(tmp_path, "mid", after=steps + 30, accelerator=accelerator)  # epoch 2, step 30
+    last_step = make_run(tmp_path, "last", after=2 * steps + steps, accelerator=accelerator)  # epoch 3, last step
+    runs = [healthy, mid_epoch, last_step]
+    for epoch in (1, 2, 3):
+        for run in runs:
+            run.start_epoch(None)
+        engine.train_one_epoch([r for r in runs if r.diverged_at is None], batches(steps), accelerator,
+                               engine.Outputs("multiclass"), model_input, epoch=epoch)
+        if epoch == 1:
+            assert all(run.diverged_at is None for run in runs)
+    assert healthy.diverged_at is None and torch.isfinite(healthy.loss_sum)
+    assert mid_epoch.diverged_at == "non-finite training loss at epoch 2 (seen at step 50)"
+    assert last_step.diverged_at == "non-finite training loss at epoch 3 (seen at step 60)"
+    assert mid_epoch.model.calls == 2 * steps - 10  # it stopped training at the look after step 30 of epoch 2
+
+
+def test_stop_request_ends_the_epoch_at_that_step(tmp_path):
+    accelerator = Accelerator(cpu=True)
+    run = make_run(tmp_path, "run", after=10**9, accelerator=accelerator)
+    run.start_epoch(None)
+    requests = iter([False] * 6 + [True] * 100)
+    totals = engine.train_one_epoch([run], batches(20), accelerator, engine.Outputs("multiclass"), model_input,
+                                    epoch=1, should_stop=lambda: next(requests))
+    assert totals["stopped_at"] == 7 and run.samples == 28
