@@ -69,8 +69,8 @@ from tqdm import tqdm
 import errors
 from data import REGISTRY
 from figures import bar_chart, save_figure
-from fidinputs import DEFAULT_SUBSET, ImageSet, ResizedImages, StatsFile, folder_input, identity, open_input, \
-    stats_input
+from fidinputs import (DEFAULT_SUBSET, ImageSet, ResizedImages, StatsFile, folder_input, identity, open_input,
+                       raise_problems, stats_input)
 from frechet import MATRIX_SQRT, FeatureStats, RunningStats, frechet_distance, save_stats
 from inception import DIMS, NORMALISATION, RESIZE, InceptionFeatures, load_inception
 from records import atomic_write_json, atomic_write_text, provenance
@@ -95,7 +95,8 @@ def compute_statistics(images: ImageSet, model: InceptionFeatures, batch_size: i
     precision = (torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False)
                  if device.type == "cuda" else contextlib.nullcontext())
     with precision, torch.inference_mode():
-        for batch in tqdm(loader, desc=f"features {images.label}", unit="batch", leave=False):
+        for batch, problems in tqdm(loader, desc=f"features {images.label}", unit="batch", leave=False):
+            raise_problems(problems)
             batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 features = model(batch)

@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 
 import errors
 from data import REGISTRY, open_dataset
-from data.images import read_rgb
+from data.images import BadImageError, read_rgb
 from frechet import FeatureStats, load_stats
-from inception import resize_for_inception
+from inception import INPUT_SIZE, resize_for_inception
 from records import sha256_file
 
 DEFAULT_SUBSET = 3662            # APTOS's number of labelled images: every dataset is measured at this size
@@ -64,19 +64,36 @@ class StatsFile:
 
 
 class ResizedImages(Dataset):
+    """Item i: (the image resized for Inception, "") or, for an image that cannot be read, (zeros, the problem).
+
+    A DataLoader worker cannot re-raise an error that takes more than a message (BadImageError) as itself, so the
+    problem travels as text and compute_statistics raises it in the main process (see `raise_problems`).
+    """
+
     def __init__(self, images: ImageSet):
         self.images = images
 
     def __len__(self) -> int:
         return len(self.images.indices)
 
-    def __getitem__(self, position: int) -> torch.Tensor:
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, str]:
         index = int(self.images.indices[position])
-        image = self.images.read(index)
+        try:
+            image = self.images.read(index)
+        except BadImageError as error:
+            return torch.zeros(3, INPUT_SIZE, INPUT_SIZE), str(error)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"{self.images.label}: item {index} is not an H x W x 3 uint8 RGB image "
                              f"(shape {image.shape}, dtype {image.dtype})")
-        return resize_for_inception(image)
+        return resize_for_inception(image), ""
+
+
+def raise_problems(problems: list[str]) -> None:
+    """An InputError naming the first unreadable image of a batch, if there is one."""
+    bad = [problem for problem in problems if problem]
+    if bad:
+        raise InputError(f"{bad[0]}" + (f" (and {len(bad) - 1} more in the same batch)" if len(bad) > 1 else "")
+                         + "; FID needs every image it draws: remove or replace the file")
 
 
 def choose_subset(pool: np.ndarray, size: int, seed: int, allow_smaller: bool, what: str) -> np.ndarray:

@@ -325,3 +325,13 @@ def test_expected_errors_are_one_line_without_a_traceback(tmp_path):
     usage = subprocess.run([sys.executable, fid.__file__, "a.npz", "b.npz"], capture_output=True, text=True,
                            timeout=300, cwd=tmp_path)
     assert usage.returncode == 1 and usage.stderr.strip() == f"fid.py: error: statistics file a.npz does not exist"
+
+
+def test_an_unreadable_image_is_named_from_a_dataloader_worker(tmp_path):
+    write_images(tmp_path / "flat", per_class=False)
+    broken = tmp_path / "flat" / "img0.jpg"
+    broken.write_bytes(broken.read_bytes()[:40])  # a truncated JPEG: its header passes, decoding fails
+    with pytest.raises(errors.DataError, match=f"{broken}.*FID needs every image it draws") as error:
+        fid.run([str(tmp_path / "flat"), str(tmp_path / "flat"), "--subset", "0", "--weights", "random", "--dims",
+                 "64", "--device", "cpu", "--workers", "1", "--batch-size", "8", "--out-dir", str(tmp_path / "out")])
+    assert "Traceback" not in str(error.value)
