@@ -154,7 +154,7 @@ def fid_text(value: float) -> str:
 def run_pair(args: argparse.Namespace) -> dict[str, Any]:
     """FID of A and B, written as a JSON record (returned); with A alone, only its statistics are saved."""
     num_datasets = sum(text in REGISTRY for text in args.inputs)
-    if args.root is not None and num_datasets != 1 and not args.disjoint:
+    if args.root is not None and num_datasets != 1 and not (args.disjoint and num_datasets == 2):
         raise errors.UsageError(f"--root names the root of one dataset input, but there are {num_datasets}: "
                                 f"{'put both under --data-root' if num_datasets else 'leave --root out'}")
     seeds = [args.seed if args.seed_a is None else args.seed_a, args.seed if args.seed_b is None else args.seed_b]

@@ -73,7 +73,8 @@ def add_key(figure: Figure, numbers: dict[str, int], best: list[Best]) -> None:
     top1 = {b.model: b.imagenet_top1 for b in best}
     labels = [f"{n}  {m}" + (f" ({top1[m]:.1f}%)" if top1.get(m) is not None else "") for m, n in numbers.items()]
     handles = [Line2D([], [], linestyle="none") for _ in labels]
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(5, len(labels)), fontsize=SMALL_SIZE,
+    columns = max(1, min(5, len(labels), int(figure.get_figwidth() // 1.6)))  # an entry takes about 1.5 inches
+    figure.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=SMALL_SIZE,
                   handlelength=0, handletextpad=0, frameon=False, title="models", title_fontsize=SMALL_SIZE)
 
 

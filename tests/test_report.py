@@ -88,6 +88,10 @@ def test_model_size_figure_has_both_trend_lines_with_their_slopes(testbed):
     spline = drawn["spline-cassava"]()
     (ax,) = [ax for ax in spline.axes if ax.has_data()]
     assert any(line.get_label() == "smoothing spline" for line in ax.get_lines())
+    for figure in (size, spline):  # the key of model numbers fits on the figure
+        (key,) = figure.legends
+        box = key.get_window_extent(figure.canvas.get_renderer())
+        assert box.x0 >= 0 and box.x1 <= figure.bbox.x1 and box.y0 >= 0
     assert notes == []
 
 
