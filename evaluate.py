@@ -30,6 +30,7 @@ import metrics
 import models
 import networks
 import records
+import runrecords
 import splits
 import transforms
 from data import REGISTRY, get_spec, open_dataset
@@ -75,18 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_paths(arg: str) -> tuple[Path, dict]:
-    """The record of a run given as runs/<run_id> or runs/<run_id>.json."""
-    path = Path(arg)
-    record_path = path if path.suffix == ".json" else path.with_name(path.name + ".json")
-    if not record_path.exists():
-        raise SystemExit(f"{record_path}: no run record found for {arg}")
-    record = records.read_json(record_path)
-    if record.get("schema_version") != records.SCHEMA_VERSION:
-        raise SystemExit(f"{record_path}: schema_version {record.get('schema_version')!r}, "
-                         f"expected {records.SCHEMA_VERSION}")
-    if record.get("status") != "complete" or not record.get("best"):
-        raise SystemExit(f"{record_path}: run status is {record.get('status')!r}; only complete runs have a best checkpoint")
-    return record_path, record
+    """The record of a complete run given as runs/<run_id> or runs/<run_id>.json (checked by runrecords.py)."""
+    try:
+        return runrecords.read_complete_record(arg)
+    except runrecords.RecordProblem as problem:
+        raise SystemExit(str(problem)) from None
 
 
 def load_predictions(record_path: Path, record: dict, split: str) -> dict:

@@ -1,7 +1,8 @@
 """Every metric of the project: point values, 95% intervals, per-class thresholds and ordinal cut points.
 
-train.py calls `score` each epoch; evaluate.py and analyze.py call `fit_decision` on the selection split and then
-`score_with_intervals` (and `paired_difference` to compare two runs) on the reported split. Nothing here reads
+train.py calls `score` each epoch; evaluate.py calls `fit_decision` on the selection split and then
+`score_with_intervals` (and `paired_difference` to compare two runs) on the reported split; analyze.py calls
+`intervals`, which scores the models of a dataset on shared resamples. Nothing here reads
 files; run `python -m pytest -q tests/test_metrics.py` to check it and `python benchmarks/bootstrap.py` to time it.
 
 Predictions ("scores") look the same everywhere in the project:
@@ -31,7 +32,7 @@ percentiles, and the entry says how many were used and dropped.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -48,10 +49,10 @@ TASK_METRICS: dict[str, list[str]] = {
 }
 DEFAULT_THRESHOLD = 0.5  # multi-label threshold of a class that has no positives on the selection split
 # Resamples are drawn and scored in blocks of about this many drawn indices: large enough that numpy's per-call
-# cost vanishes, small enough that a block's few (B, N) float arrays take tens of MB, not GB.
-_BLOCK_ELEMENTS = 2 ** 21
+# cost vanishes, small enough that a block's few (B, N) arrays take about 30 MB together.
+_BLOCK_ELEMENTS = 2 ** 20
 
-Statistic = Callable[[np.ndarray], np.ndarray]  # (B, N) resample counts -> (B,) metric values
+Statistic = Callable[["Resamples"], np.ndarray]  # a block of B resamples -> (B,) metric values
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -175,18 +176,55 @@ def _prepare(task: str, labels, scores, thresholds, num_classes: int | None) -> 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Metrics as functions of resample counts. A resample is a count vector: how often each of the N samples was drawn.
-# Each factory precomputes what does not depend on the resample and returns a statistic mapping counts (B, N) to B
-# metric values; a metric that sums over samples becomes counts @ per-sample values, one matrix product for B
-# resamples. Counts are integers, exact in float64, so each value equals the metric computed on the resampled
-# arrays themselves. The point value is the statistic of counts = 1, so point and bootstrap share one code path.
+# Each factory precomputes what does not depend on the resample and returns a statistic mapping a block of B
+# resamples to B metric values; a metric that sums over samples becomes a product of the counts with per-sample
+# values (sparse where those are mostly zero), one matrix product for B resamples. Counts are small integers, and
+# so are the sums of counts times integer weights: exact in float32 while below 2**24, which halves the memory the
+# products read; weights that could exceed that stay float64. So each value equals the metric computed on the
+# resampled arrays themselves. The point value is the statistic of counts = 1: point and bootstrap share one path.
 # ---------------------------------------------------------------------------------------------------------------
 
-def _counts(indices: np.ndarray, n: int) -> np.ndarray:
-    """(B, n) float counts of the resamples given as (B, n) drawn indices."""
-    counts = np.empty(indices.shape[:1] + (n,))
-    for row, drawn in zip(counts, indices):
-        row[:] = np.bincount(drawn, minlength=n)
-    return counts
+_FLOAT32_EXACT = 2 ** 24  # every integer up to this is exact in float32
+
+
+class Resamples:
+    """A block of B resamples of N samples as counts (B, N), with its transpose (N, B) made once on demand: the
+    statistics of every metric and model scored on the block share both."""
+
+    def __init__(self, counts: np.ndarray):
+        self.counts = counts
+        self._transposed: np.ndarray | None = None
+
+    @property
+    def counts_t(self) -> np.ndarray:
+        if self._transposed is None:
+            self._transposed = np.ascontiguousarray(self.counts.T)
+        return self._transposed
+
+
+def _counts(indices: np.ndarray, n: int) -> Resamples:
+    """The resamples given as (B, n) drawn indices, counted: one bincount over all rows, each row's indices shifted
+    into its own range of n bins."""
+    rows = len(indices)
+    shifted = indices + (np.arange(rows, dtype=np.int64) * n)[:, None]
+    counts = np.bincount(shifted.ravel(), minlength=rows * n).reshape(rows, n)
+    return Resamples(counts.astype(np.float32 if n < _FLOAT32_EXACT else np.float64))
+
+
+def _ones(n: int) -> Resamples:
+    return Resamples(np.ones((1, n), dtype=np.float32 if n < _FLOAT32_EXACT else np.float64))
+
+
+def _weights(values: np.ndarray) -> np.ndarray:
+    """Per-sample weights (N, k) as float32 when every count-weighted sum of them is an integer below 2**24."""
+    integer = bool((values == np.round(values)).all())
+    exact = integer and float(np.abs(values).max(initial=0.0)) * len(values) < _FLOAT32_EXACT
+    return np.ascontiguousarray(values, dtype=np.float32 if exact else np.float64)
+
+
+def _sparse_weights(values: np.ndarray) -> csr_array:
+    """Mostly-zero per-sample weights (N, k), transposed for products with counts_t: (k, N) sparse."""
+    return csr_array(_weights(values).T)
 
 
 def _one_hot(values: np.ndarray, num_classes: int) -> np.ndarray:
@@ -201,16 +239,16 @@ def _row_mean_defined(values: np.ndarray) -> np.ndarray:
 
 
 def _accuracy_statistic(labels: np.ndarray, preds: np.ndarray) -> Statistic:
-    correct = (labels == preds).astype(np.float64)
-    return lambda counts: counts @ correct / len(correct)
+    correct = _weights((labels == preds).astype(np.float64))
+    return lambda block: (block.counts @ correct).astype(np.float64) / len(correct)
 
 
 def _balanced_accuracy_statistic(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> Statistic:
     support = _one_hot(labels, num_classes)
-    columns = np.hstack([support, support * (labels == preds)[:, None]])
+    columns = _sparse_weights(np.hstack([support, support * (labels == preds)[:, None]]))
 
-    def statistic(counts: np.ndarray) -> np.ndarray:
-        sums = counts @ columns
+    def statistic(block: Resamples) -> np.ndarray:
+        sums = (columns @ block.counts_t).T.astype(np.float64)
         with np.errstate(invalid="ignore"):
             recall = sums[:, num_classes:] / sums[:, :num_classes]  # 0/0 = NaN for a class not drawn
         return _row_mean_defined(recall)
@@ -222,10 +260,10 @@ def _qwk_statistic(labels: np.ndarray, preds: np.ndarray) -> Statistic:
     # label with every prediction: (1/n) sum_i sum_j w_i w_j (y_i - p_j)^2
     #   = sum w*y^2 + sum w*p^2 - 2 (sum w*y)(sum w*p) / n,  where n = sum w.
     y, p = labels.astype(np.float64), preds.astype(np.float64)
-    columns = np.stack([(y - p) ** 2, y ** 2, p ** 2, y, p], axis=1)
+    columns = _weights(np.stack([(y - p) ** 2, y ** 2, p ** 2, y, p], axis=1))
 
-    def statistic(counts: np.ndarray) -> np.ndarray:
-        observed, yy, pp, sy, sp = (counts @ columns).T
+    def statistic(block: Resamples) -> np.ndarray:
+        observed, yy, pp, sy, sp = (block.counts @ columns).astype(np.float64).T
         expected = yy + pp - 2 * sy * sp / len(y)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(expected > 0, 1 - observed / expected, np.nan)
@@ -234,11 +272,11 @@ def _qwk_statistic(labels: np.ndarray, preds: np.ndarray) -> Statistic:
 
 def _f1_statistic(truth: np.ndarray, predicted: np.ndarray, average: str) -> Statistic:
     """truth, predicted: (N, C) 0/1 indicators (one-hot for single-label). average: "macro" or "micro"."""
-    columns = np.hstack([truth * predicted, truth, predicted]).astype(np.float64)
+    columns = _sparse_weights(np.hstack([truth * predicted, truth, predicted]).astype(np.float64))
     c = truth.shape[1]
 
-    def statistic(counts: np.ndarray) -> np.ndarray:
-        sums = counts @ columns
+    def statistic(block: Resamples) -> np.ndarray:
+        sums = (columns @ block.counts_t).T.astype(np.float64)
         tp, true_pos, pred_pos = sums[:, :c], sums[:, c:2 * c], sums[:, 2 * c:]
         if average == "micro":
             tp, true_pos, pred_pos = (x.sum(axis=1, keepdims=True) for x in (tp, true_pos, pred_pos))
@@ -248,7 +286,7 @@ def _f1_statistic(truth: np.ndarray, predicted: np.ndarray, average: str) -> Sta
     return statistic
 
 
-def _auc_of_transposed_counts(labels: np.ndarray, scores: np.ndarray) -> Statistic:
+def _auc_of_transposed_counts(labels: np.ndarray, scores: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """ROC AUC of 0/1 labels ranked by scores, as a function of counts.T (N, B); exact with ties and repeats.
 
     AUC = (wins of positives over negatives, a tie counting half) / (positives * negatives). Only the distinct
@@ -265,17 +303,19 @@ def _auc_of_transposed_counts(labels: np.ndarray, scores: np.ndarray) -> Statist
     p, n = len(steps), len(scores)
     step = np.searchsorted(steps, scores, side="left")  # bin: how many steps lie strictly below the score
     rows = np.where(positive, p + 1 + step, step)  # rows 0..p: negatives per bin; rows p+1..2p: positives per step
-    members = csr_array((np.ones(n), (rows, np.arange(n))), shape=(2 * p + 1, n))
+    dtype = np.float32 if n < _FLOAT32_EXACT else np.float64  # bin counts are at most n
+    members = csr_array((np.ones(n, dtype), (rows, np.arange(n))), shape=(2 * p + 1, n))
     tied = ~positive & np.isin(scores, steps)
     tied_steps, tied_rows = np.unique(step[tied], return_inverse=True)
-    tied_members = csr_array((np.ones(tied.sum()), (tied_rows, np.flatnonzero(tied))), shape=(len(tied_steps), n))
+    tied_members = csr_array((np.ones(tied.sum(), dtype), (tied_rows, np.flatnonzero(tied))),
+                             shape=(len(tied_steps), n))
 
     def statistic(counts_t: np.ndarray) -> np.ndarray:
-        binned = members @ counts_t  # (2p+1, B)
+        binned = (members @ counts_t).astype(np.float64)  # (2p+1, B); products of counts need float64
         neg_at_or_below = np.cumsum(binned[:p + 1], axis=0)  # row k: negatives scored <= q_k
         pos = binned[p + 1:]
         wins = np.einsum("kb,kb->b", pos, neg_at_or_below[:p])
-        wins -= np.einsum("kb,kb->b", pos[tied_steps], tied_members @ counts_t) / 2
+        wins -= np.einsum("kb,kb->b", pos[tied_steps], (tied_members @ counts_t).astype(np.float64)) / 2
         pairs = pos.sum(axis=0) * neg_at_or_below[-1]
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(pairs > 0, wins / pairs, np.nan)
@@ -284,16 +324,12 @@ def _auc_of_transposed_counts(labels: np.ndarray, scores: np.ndarray) -> Statist
 
 def _auc_statistic(labels: np.ndarray, scores: np.ndarray) -> Statistic:
     auc = _auc_of_transposed_counts(labels, scores)
-    return lambda counts: auc(np.ascontiguousarray(counts.T))
+    return lambda block: auc(block.counts_t)
 
 
 def _macro_auc_statistic(labels: np.ndarray, scores: np.ndarray) -> Statistic:
     per_class = [_auc_of_transposed_counts(labels[:, c], scores[:, c]) for c in range(labels.shape[1])]
-
-    def statistic(counts: np.ndarray) -> np.ndarray:
-        counts_t = np.ascontiguousarray(counts.T)  # once for all classes: the sparse products read it by rows
-        return _row_mean_defined(np.stack([auc(counts_t) for auc in per_class], axis=1))
-    return statistic
+    return lambda block: _row_mean_defined(np.stack([auc(block.counts_t) for auc in per_class], axis=1))
 
 
 def _statistic(metric: str, split: _Split) -> Statistic:
@@ -336,7 +372,7 @@ def _pair(labels, preds, multilabel_ok: bool = False) -> tuple[np.ndarray, np.nd
 
 
 def _point(statistic: Statistic, n: int) -> float:
-    return float(statistic(np.ones((1, n)))[0])
+    return float(statistic(_ones(n))[0])
 
 
 def accuracy(labels, preds) -> float:
@@ -396,10 +432,14 @@ def roc_auc(labels, scores) -> float:
     return _point(_macro_auc_statistic(labels, scores), len(labels))
 
 
-def score(task: str, labels, scores, thresholds=None, num_classes: int | None = None) -> dict[str, float]:
-    """All TASK_METRICS[task] of one split, as {metric: value}."""
+def score(task: str, labels, scores, thresholds=None, num_classes: int | None = None,
+          metrics: Sequence[str] | None = None) -> dict[str, float]:
+    """`metrics` (default all TASK_METRICS[task]) of one split, as {metric: value}."""
     split = _prepare(task, labels, scores, thresholds, num_classes)
-    return {metric: _point(_statistic(metric, split), len(split.labels)) for metric in TASK_METRICS[task]}
+    metrics = list(TASK_METRICS[task] if metrics is None else metrics)
+    for metric in metrics:
+        _check_metric(task, metric)
+    return {metric: _point(_statistic(metric, split), len(split.labels)) for metric in metrics}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -513,7 +553,7 @@ def resampled_metric(task: str, metric: str, labels, scores, indices, thresholds
     return _statistic(metric, split)(_counts(indices, n))
 
 
-def _bootstrap(statistics: dict[str, Statistic], n: int, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+def _bootstrap(statistics: dict, n: int, n_boot: int, seed: int) -> dict:
     """Every statistic on the same n_boot resamples of n samples."""
     blocks = {name: [] for name in statistics}
     for indices in resample_indices(n, n_boot, seed):
@@ -546,27 +586,50 @@ def _percentile_interval(values: np.ndarray, level: float) -> dict:
 
 
 def score_with_intervals(task: str, labels, scores, thresholds=None, num_classes: int | None = None,
-                         level: float = 0.95, n_boot: int = 10000, seed: int = 0) -> dict[str, dict]:
-    """{metric: {"value", "low", "high", "method", "level", ...}} for all TASK_METRICS[task].
+                         level: float = 0.95, n_boot: int = 10000, seed: int = 0,
+                         metrics: Sequence[str] | None = None) -> dict[str, dict]:
+    """{metric: {"value", "low", "high", "method", "level", ...}} for `metrics` (default all TASK_METRICS[task]).
 
     method "clopper-pearson" for accuracy; "bootstrap" (percentile, seeded, thresholds fixed) for the rest, with
     "n_boot_used" and "n_boot_dropped" (resamples on which the metric was undefined, left out of the percentiles).
+    Only the metrics asked for are bootstrapped.
+    """
+    (result,) = intervals(task, [(labels, scores, thresholds)], num_classes, metrics, level, n_boot, seed)
+    return result
+
+
+def intervals(task: str, predictions: Iterable[tuple], num_classes: int | None = None,
+              metrics: Sequence[str] | None = None, level: float = 0.95, n_boot: int = 10000,
+              seed: int = 0) -> list[dict[str, dict]]:
+    """score_with_intervals of several prediction sets of one task, each given as (labels, scores, thresholds)
+    (an iterable: a generator reading each set from a file when it is needed works).
+
+    The resamples depend only on the number of samples and the seed, so each set's result equals
+    score_with_intervals of that set alone; sets of the same size (the models of one dataset) share one draw of
+    the resamples and their counts, which is most of a bootstrap's cost. Of each set only what its statistics
+    need is kept while resampling, so memory grows little with the number of sets.
     """
     _check_level(level)
-    split = _prepare(task, labels, scores, thresholds, num_classes)
-    n = len(split.labels)
-    statistics = {metric: _statistic(metric, split) for metric in TASK_METRICS[task]}
-    distributions = _bootstrap({m: s for m, s in statistics.items() if m != "accuracy"}, n, n_boot, seed)
-    results = {}
-    for metric in TASK_METRICS[task]:
-        value = _point(statistics[metric], n)
-        if metric == "accuracy":
-            low, high = clopper_pearson(int(np.sum(split.labels == split.preds)), n, level)
-            results[metric] = {"value": value, "low": low, "high": high, "method": "clopper-pearson"}
-        else:
-            results[metric] = {"value": value, "method": "bootstrap",
-                               **_percentile_interval(distributions[metric], level)}
-        results[metric]["level"] = level
+    metrics = list(TASK_METRICS[task] if metrics is None else metrics)
+    for metric in metrics:
+        _check_metric(task, metric)
+    results: list[dict[str, dict]] = []
+    to_bootstrap: dict[int, dict[tuple[int, str], Statistic]] = {}  # samples -> (set, metric) -> statistic
+    for i, (labels, scores, thresholds) in enumerate(predictions):
+        split = _prepare(task, labels, scores, thresholds, num_classes)
+        n = len(split.labels)
+        results.append({})
+        for metric in metrics:
+            statistic = _statistic(metric, split)
+            results[i][metric] = {"value": _point(statistic, n), "level": level}
+            if metric == "accuracy":
+                low, high = clopper_pearson(int(np.sum(split.labels == split.preds)), n, level)
+                results[i][metric].update(low=low, high=high, method="clopper-pearson")
+            else:
+                to_bootstrap.setdefault(n, {})[(i, metric)] = statistic
+    for n, statistics in to_bootstrap.items():
+        for (i, metric), values in _bootstrap(statistics, n, n_boot, seed).items():
+            results[i][metric].update(method="bootstrap", **_percentile_interval(values, level))
     return results
 
 

@@ -1,8 +1,9 @@
 """Time the bootstrap of metrics.py on one CPU thread, on synthetic predictions.
 
 Two cases from the project's requirements: 10,000 resamples of ROC AUC on 12,000 binary predictions, and of
-macro F1 on 5,700 x 28 multi-label predictions (thresholds fixed). Each should take a few seconds. With
---all-metrics it also times score_with_intervals, i.e. every metric of the two tasks on shared resamples.
+macro F1 on 5,700 x 28 multi-label predictions (thresholds fixed). Each should take a few seconds. Then the same
+two for --models prediction sets at once on shared resamples (metrics.intervals, as analyze.py scores the 19
+models of a dataset). With --all-metrics it also times score_with_intervals, i.e. every metric of the two tasks.
 
     python benchmarks/bootstrap.py
     python benchmarks/bootstrap.py --n-boot 2000 --repeats 3 --all-metrics
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prevalence", type=float, default=0.1, help="share of positives in the AUC case")
     parser.add_argument("--n-multilabel", type=int, default=5700, help="multi-label samples for the macro F1 case")
     parser.add_argument("--classes", type=int, default=28, help="multi-label classes for the macro F1 case")
+    parser.add_argument("--models", type=int, default=19, help="prediction sets scored together on shared resamples")
     parser.add_argument("--repeats", type=int, default=1, help="time each case this many times and keep the best")
     parser.add_argument("--all-metrics", action="store_true", help="also time score_with_intervals of both tasks")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of the bootstrap")
@@ -82,6 +84,18 @@ def main(argv: list[str] | None = None) -> None:
             "binary", *binary, metrics=["roc_auc"], n_boot=args.n_boot, seed=args.seed)),
         (f"macro_f1, {args.n_multilabel} x {args.classes} multi-label", lambda: metrics.bootstrap_distribution(
             "multilabel", *multilabel, thresholds, metrics=["macro_f1"], n_boot=args.n_boot, seed=args.seed)),
+    ]
+    many_binary = [binary_predictions(rng, args.n_binary, args.prevalence) + (None,) for _ in range(args.models)]
+    many_multilabel = []
+    for _ in range(args.models):
+        labels, scores = multilabel_predictions(rng, args.n_multilabel, args.classes)
+        many_multilabel.append((labels, scores, metrics.choose_thresholds(labels, scores)))
+    cases += [
+        (f"roc_auc, {args.models} x {args.n_binary} binary predictions on shared resamples", lambda: metrics.intervals(
+            "binary", many_binary, metrics=["roc_auc"], n_boot=args.n_boot, seed=args.seed)),
+        (f"macro_f1, {args.models} x {args.n_multilabel} x {args.classes} multi-label on shared resamples",
+         lambda: metrics.intervals("multilabel", many_multilabel, metrics=["macro_f1"], n_boot=args.n_boot,
+                                   seed=args.seed)),
     ]
     if args.all_metrics:
         cases += [

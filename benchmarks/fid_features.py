@@ -25,6 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: fid.py is one folder up
 
 import fid  # noqa: E402
+from fidinputs import ImageSet  # noqa: E402
+from frechet import FeatureStats, frechet_distance  # noqa: E402
+from inception import DIMS, load_inception  # noqa: E402
+from report import HelpFormatter  # noqa: E402
 
 
 @dataclass
@@ -53,14 +57,14 @@ def relative_change(new: np.ndarray, old: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--count", type=int, default=32, help="images to time (after one warm-up batch)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader processes")
-    parser.add_argument("--device", default=fid.default_device(), help="torch device (default cuda when available)")
+    parser.add_argument("--device", default=fid.default_device(), help="torch device (cuda when available)")
     parser.add_argument("--image-size", type=int, nargs=2, default=(375, 500), metavar=("HEIGHT", "WIDTH"),
-                        help="size of the generated images (default 375 x 500, a typical ImageNet photo)")
-    parser.add_argument("--dims", type=int, default=2048, choices=fid.DIMS, help="feature block (2048 = pool3)")
+                        help="size of the generated images (375 x 500 is a typical ImageNet photo)")
+    parser.add_argument("--dims", type=int, default=2048, choices=DIMS, help="feature block (2048 = pool3)")
     parser.add_argument("--weights", default="random", help="fid.py's --weights (fid, PATH, torchvision, random)")
     parser.add_argument("--amp", action="store_true",
                         help="also time float16 autocast (CUDA) and print how much it changes mu, sigma and the FID")
@@ -69,11 +73,11 @@ def main() -> None:
     height, width = args.image_size
     pool = np.random.default_rng(0).integers(0, 256, (min(args.count, 64), height, width, 3), dtype=np.uint8)
     source = RandomImages(pool)
-    model, weights = fid.load_inception(args.weights, args.dims)
+    model, weights = load_inception(args.weights, args.dims)
     print(f"machine: {machine_name(args.device)}; torch {torch.__version__}; weights {weights['id']}")
 
-    def run(count: int, amp: bool) -> tuple[fid.FeatureStats, float]:
-        images = fid.ImageSet("benchmark", source.read, np.arange(count), {})
+    def run(count: int, amp: bool) -> tuple[FeatureStats, float]:
+        images = ImageSet("benchmark", source.read, np.arange(count), {})
         start = time.perf_counter()
         stats = fid.compute_statistics(images, model, args.batch_size, args.device, args.workers, amp)
         if torch.device(args.device).type == "cuda":
@@ -92,7 +96,7 @@ def main() -> None:
         exact, half = results[False], results[True]
         print(f"float16 vs float32: mu changes by {relative_change(half.mu, exact.mu):.2e}, sigma by "
               f"{relative_change(half.sigma, exact.sigma):.2e} (relative Frobenius norm); "
-              f"FID between them {fid.frechet_distance(half.mu, half.sigma, exact.mu, exact.sigma):.3g}")
+              f"FID between them {frechet_distance(half.mu, half.sigma, exact.mu, exact.sigma):.3g}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""analyze.py: from a grid of run records to the paper's tables, fits, statistics and figures.
+"""analyze.py (with runrecords.py, selection.py, trends.py): from a grid of run records to the paper's tables,
+fits and statistics. Figures and report files: tests/test_report.py.
 
 The records are built here following the run record schema (as train.py writes them), with prediction files whose
 accuracy is exactly the metric the record holds, so that every number the analysis reports has a known answer.
@@ -9,15 +10,16 @@ import csv
 import json
 import math
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
-from matplotlib.lines import Line2D
 from scipy import stats
 
 import analyze
+import errors
 import records
+import trends
 
 N_BOOT = 200
 N_SAMPLES = 1000  # accuracy resolution 0.001
@@ -25,7 +27,7 @@ NUM_CLASSES = 4
 
 
 def write_run(folder, dataset, model, value, top1=None, optimizer="sgd", schedule="cosine", lr=0.01, wd=1e-4,
-              status="complete", params=None, seed=0, weights="imagenet", predictions=True):
+              status="complete", params=None, seed=0, weights="imagenet", predictions=True, error=None):
     """A run record (schema 1) whose selection-split accuracy is `value`, rounded to 1/N_SAMPLES, with the
     prediction file behind it. Returns the accuracy the record holds."""
     run_id = f"{dataset}-{model}-{optimizer}-{schedule}-lr{lr:g}-wd{wd:g}-s{seed}-{weights}"
@@ -39,7 +41,7 @@ def write_run(folder, dataset, model, value, top1=None, optimizer="sgd", schedul
     accuracy = correct / N_SAMPLES
     record = {
         "schema_version": records.SCHEMA_VERSION, "run_id": run_id, "status": status,
-        "error": "RuntimeError: CUDA out of memory" if status == "failed" else None,
+        "error": (error or "RuntimeError: CUDA out of memory") if status == "failed" else None,
         "diverged_epoch": 3 if status == "diverged" else None,
         "config": {"dataset": dataset, "model": model, "weights": weights, "optimizer": optimizer,
                    "schedule": schedule, "lr": lr, "wd": wd, "augment": "paper", "seed": seed, "epochs": 30},
@@ -143,18 +145,18 @@ def test_flat_dataset_is_flagged_as_no_meaningful_progress(grid):
 
 def test_logit_axes_fit_the_logit_transformed_values(grid):
     _, values, top1, analysis = grid
-    x = analyze.logit(list(top1.values()))
-    y = analyze.logit(np.array([values["cct20"][m] for m in top1]) * 100)
+    x = trends.logit(list(top1.values()))
+    y = trends.logit(np.array([values["cct20"][m] for m in top1]) * 100)
     assert trend(analysis, "cct20", axes="logit")["slope"] == pytest.approx(np.polyfit(x, y, 1)[0], abs=1e-10)
 
 
 def test_bootstrap_interval_over_models_is_seeded():
     x = np.linspace(50, 90, 10)
     y = 0.5 * x + np.random.default_rng(1).normal(0, 2, 10)
-    first, again = analyze.fit_trend(x, y, n_boot=300, seed=3), analyze.fit_trend(x, y, n_boot=300, seed=3)
-    other = analyze.fit_trend(x, y, n_boot=300, seed=4)
+    first, again = trends.fit_trend(x, y, n_boot=300, seed=3), trends.fit_trend(x, y, n_boot=300, seed=3)
+    other = trends.fit_trend(x, y, n_boot=300, seed=4)
     assert first == again and first["slope_low"] != other["slope_low"]
-    assert math.isnan(analyze.fit_trend(x[:2], y[:2])["slope"])  # too few models for a fit
+    assert math.isnan(trends.fit_trend(x[:2], y[:2])["slope"])  # too few models for a fit
 
 
 def test_ols_and_nested_f_tests_agree_with_statsmodels():
@@ -227,11 +229,16 @@ def test_appendix_n_matches_statsmodels_and_scipy(tmp_path):
         assert rho["p_imagenet"] == pytest.approx(expected_imagenet.pvalue, abs=1e-8)
         assert rho["rho_average"] == pytest.approx(stats.spearmanr(zs[d], others).statistic, abs=1e-8)
 
-    score = np.mean([zs[d] for d in real], axis=0)
+    # the paper's benchmark score [§6]: the plain average of the datasets' metrics on 0-100, by hand
+    by_hand = {m: sum(values[d][m] * 100 for d in real) / len(real) for m in models_}
     board = part["leaderboard"]
-    assert [row["model"] for row in board] == [models_[i] for i in np.argsort(-score)]
+    assert [row["model"] for row in board] == sorted(models_, key=lambda m: -by_hand[m])
     assert [row["rank"] for row in board] == list(range(1, len(models_) + 1))
-    assert board[0]["score"] == pytest.approx(score.max(), abs=1e-12)
+    for row in board:
+        assert row["score"] == pytest.approx(by_hand[row["model"]], abs=1e-9)
+        assert row["standardised_logit_score"] == pytest.approx(
+            np.mean([zs[d][models_.index(row["model"])] for d in real]), abs=1e-12)
+        assert row["cassava"] == pytest.approx(values["cassava"][row["model"]] * 100, abs=1e-9)
 
 
 def test_datasets_flag_picks_the_appendix_n_datasets(tmp_path):
@@ -287,7 +294,8 @@ def test_bad_files_are_named_and_skipped_and_coverage_is_listed(tmp_path, capsys
 
 def test_no_usable_record_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "broken.json").write_text("{")
-    assert analyze.main([str(tmp_path / "broken.json"), "--out", str(tmp_path / "out")]) == 1
+    with pytest.raises(errors.DataError, match=r"no complete run record among 1 input file\(s\)"):
+        analyze.main([str(tmp_path / "broken.json"), "--out", str(tmp_path / "out")])
     assert "broken.json" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -322,48 +330,17 @@ def test_imagenet_top1_comes_from_models_py_and_unknown_models_are_left_out(tmp_
 
 def test_filters_keep_only_the_requested_datasets_and_models(grid):
     folder, _, top1, _ = grid
-    analysis = run_analysis(folder, datasets=["cassava"], model_names=["toy00", "toy01", "toy02", "nobody"])
+    analysis = run_analysis(folder, datasets=["cassava"], model_names=["toy00", "toy01", "toy02"])
     assert {(b.dataset, b.model) for b in analysis.best} == {("cassava", m) for m in ("toy00", "toy01", "toy02")}
-    assert any("nobody" in w for w in analysis.warnings)
-
-
-def test_figure1_has_a_labelled_panel_per_dataset_with_both_fits(grid, tmp_path):
-    _, _, top1, analysis = grid
-    figures, _ = analyze.make_figures(analysis)
-    figure = figures["figure1"]
-    panels = [ax for ax in figure.axes if ax.has_data()]
-    assert [ax.get_title() for ax in panels] == ["cct20", "aptos", "cassava", "eurosat"]
-    for ax in panels:
-        assert {t.get_text() for t in ax.texts} == set(top1)
-        fit_labels = [line.get_label() for line in ax.get_lines() if isinstance(line, Line2D)]
-        assert any(label.startswith("all models") for label in fit_labels)
-        assert any(label.startswith("ImageNet top-1 > 70%") for label in fit_labels)
-        assert ax.get_xlabel() == "ImageNet top-1 (%)" and "accuracy" in ax.get_ylabel()
-    files = analyze.save_figure(figure, tmp_path / "figure1")
-    image = imread(files[0])
-    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
-    assert files[1].read_bytes().startswith(b"%PDF")
-
-
-def test_spline_and_model_size_figures(grid):
-    _, _, top1, analysis = grid
-    figures, notes = analyze.make_figures(analysis)
-    assert "figure1-logit" in figures and notes == []  # --logit adds the logit-axes version
-    spline = figures["spline-cassava"]
-    (ax,) = spline.axes
-    assert any(line.get_label() == "smoothing spline" for line in ax.get_lines())
-    size = figures["model-size"]
-    assert all(ax.get_xscale() == "log" for ax in size.axes) and len(size.axes) == 4
-    few = [b for b in analysis.best if b.dataset == "cassava"][:3]
-    figure, note = analyze.plot_spline(few, "cassava")
-    assert figure is None and "spline skipped" in note
+    with pytest.raises(errors.UsageError, match="--models names 'nobody', which no usable run record has"):
+        run_analysis(folder, datasets=["cassava"], model_names=["toy00", "nobody"])
 
 
 def test_smoothing_spline_follows_a_curved_trend_without_chasing_model_scatter():
     x = np.linspace(55, 85, 19)
     truth = 100 - 60 * np.exp(-(x - 55) / 10)  # saturating, like accuracy on an easy dataset
     y = truth + np.random.default_rng(0).normal(0, 3, len(x))
-    spline = analyze.smoothing_spline(x, y, np.full(len(x), 0.5))  # sampling error far below model scatter
+    spline = trends.smoothing_spline(x, y, np.full(len(x), 0.5))  # sampling error far below model scatter
     grid_x = np.linspace(55, 85, 200)
     line = np.polyval(np.polyfit(x, y, 1), grid_x)
     truth_grid = 100 - 60 * np.exp(-(grid_x - 55) / 10)
@@ -371,36 +348,193 @@ def test_smoothing_spline_follows_a_curved_trend_without_chasing_model_scatter()
     assert np.abs(np.diff(spline(grid_x), 2)).max() < 0.1  # smooth: no wiggles between neighbouring models
 
 
-def test_outputs_report_every_dataset_and_every_table(tmp_path):
-    folder, out = tmp_path / "runs", tmp_path / "reports"
-    _, top1 = linear_grid(folder, {"aptos": 0.3, "cassava": 0.8, "eurosat": 0.02}, n_models=6)
-    assert analyze.main([str(folder), "--out", str(out), "--n-boot", "50"]) == 0
-    report = (out / "report.md").read_text()
-    for dataset in ("aptos", "cassava", "eurosat"):
-        assert f"### {dataset}" in report and f"figures/spline-{dataset}.png" in report
-        assert f"- **{dataset}** (accuracy on val): all: slope" in report  # the summary answers per dataset
-    assert "(no meaningful progress)" in report.split("- **eurosat**")[1].splitlines()[0]
-    assert "figures/figure1.png" in report and "figures/model-size.png" in report
-    for name in ("figure1", "model-size", "spline-aptos"):
-        assert imread(out / "figures" / f"{name}.png").size > 0
-        assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+def test_size_trends_fit_the_metric_against_log10_parameters(grid):
+    _, values, top1, analysis = grid
+    (row,) = [r for r in analysis.size_trends if r["dataset"] == "cassava" and r["subset"] == "all"]
+    params = {m: 1e6 * (1 + t - 50) for m, t in top1.items()}
+    x = np.log10([params[m] for m in top1])
+    y = np.array([values["cassava"][m] for m in top1]) * 100
+    assert row["slope"] == pytest.approx(np.polyfit(x, y, 1)[0], abs=1e-9) and row["n"] == len(top1)
+    (above,) = [r for r in analysis.size_trends if r["dataset"] == "cassava" and r["subset"] == "top1>70"]
+    assert above["n"] == sum(t > 70 for t in top1.values())
+
+
+def brute_force_difference(target, imagenet, others, indices):
+    """The N.2 statistic resample by resample with scipy: re-standardise, average, two Spearman correlations."""
+    out = []
+    for row in indices:
+        average = np.mean([(o[row] - o[row].mean()) / o[row].std(ddof=1) for o in others], axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(stats.spearmanr(target[row], average).statistic - stats.spearmanr(target[row], imagenet[row]).statistic)
+    return np.array(out)
+
+
+def test_appendix_n2_difference_test_equals_brute_force_resampling():
+    rng = np.random.default_rng(3)
+    latent = rng.normal(size=19)
+    imagenet = 0.4 * latent + rng.normal(size=19)
+    others = [latent + rng.normal(0, 0.4, 19) for _ in range(4)]
+    target = latent + rng.normal(0, 0.4, 19)
+    indices = trends.model_resamples(19, 400, seed=5)
+    ours = analyze.spearman_difference(target, imagenet, others, indices)
+    np.testing.assert_allclose(ours, brute_force_difference(target, imagenet, others, indices), atol=1e-12)
+    result = analyze.difference_test(target, imagenet, others, n_boot=400, seed=5)
+    defined = ours[~np.isnan(ours)]
+    assert result["p_difference"] == pytest.approx(np.mean(defined <= 0), abs=1e-15)
+    assert result["n_boot_used"] == len(defined)
+    average = np.mean([(o - o.mean()) / o.std(ddof=1) for o in others], axis=0)
+    assert result["difference"] == pytest.approx(stats.spearmanr(target, average).statistic
+                                                 - stats.spearmanr(target, imagenet).statistic, abs=1e-12)
+    # the average predicts this dataset far better than ImageNet: a small p; the other way round: a large one
+    assert result["p_difference"] < 0.05 < analyze.difference_test(target, latent + rng.normal(0, 0.1, 19),
+                                                                   [rng.normal(size=19) for _ in range(4)],
+                                                                   n_boot=400)["p_difference"]
+
+
+def test_appendix_n2_is_reported_per_dataset(tmp_path):
+    values, top1 = appendix_grid(tmp_path)
+    part = run_analysis(tmp_path).appendix_n
+    models_ = sorted(top1)
+    real = ["cct20", "aptos", "cassava", "eurosat"]
+    logits = {d: trends.logit(np.array([values[d][m] for m in models_]) * 100) for d in real}
+    imagenet = np.array([top1[m] for m in models_])
+    for row in part["spearman"]:
+        others = [logits[o] for o in real if o != row["dataset"]]
+        expected = brute_force_difference(logits[row["dataset"]], imagenet, others,
+                                          trends.model_resamples(len(models_), N_BOOT, seed=0))
+        assert row["p_difference"] == pytest.approx(np.mean(expected[~np.isnan(expected)] <= 0), abs=1e-12)
+        assert row["difference"] == pytest.approx(row["rho_average"] - row["rho_imagenet"], abs=1e-12)
+        assert row["difference_low"] <= row["difference_high"]
+
+
+def write_scored_run(folder, dataset, model, labels, scores, top1, lr):
+    """A run record whose best.metrics are metrics.score of these predictions on the dataset's val split."""
+    import metrics
+    from data import REGISTRY
+    spec = REGISTRY[dataset]
+    run_id = f"{dataset}-{model}-lr{lr:g}"
+    scored = metrics.score(spec.task, labels, scores, None, spec.num_classes)
+    record = {"schema_version": records.SCHEMA_VERSION, "run_id": run_id, "status": "complete", "error": None,
+              "diverged_epoch": None,
+              "config": {"dataset": dataset, "model": model, "weights": "imagenet", "optimizer": "sgd",
+                         "schedule": "cosine", "lr": lr, "wd": 1e-4, "augment": "paper", "seed": 0},
+              "dataset": {"name": dataset, "task": spec.task, "metric": spec.metric, "num_classes": spec.num_classes,
+                          "selection_split": "val", "report_split": None},
+              "model": {"name": model, "imagenet_top1": top1, "params": None, "weights_loaded": "imagenet:x"},
+              "best": {"epoch": 1, "metrics": {f"val_{k}": v for k, v in scored.items()}},
+              "predictions": {"val": f"{run_id}/predictions-val.npz"}}
+    records.write_predictions(folder / run_id / "predictions-val.npz", np.arange(len(labels)).astype(str), labels,
+                              scores, None, spec.task)
+    records.atomic_write_json(folder / f"{run_id}.json", record)
+    return scored
+
+
+def test_metric_flag_analyses_accuracy_of_aptos_and_melanoma_on_the_chosen_configurations(tmp_path):
+    rng = np.random.default_rng(9)
+    chosen = {}
+    for i, t in enumerate((60.0, 66.0, 72.0, 78.0)):
+        grades = rng.integers(0, 5, 400)
+        near = np.clip(grades + rng.integers(-1, 2, 400), 0, 4)   # off by one grade: good QWK, poor accuracy
+        exact = np.where(rng.random(400) < 0.7, grades, 4 - grades)  # often right, far off when wrong
+        for lr, predicted in ((0.01, near), (0.1, exact)):
+            scores = np.full((400, 5), 0.05)
+            scores[np.arange(400), predicted] = 0.8
+            scored = write_scored_run(tmp_path, "aptos", f"toy{i}", grades, scores, t, lr)
+            chosen.setdefault(("aptos", f"toy{i}"), []).append((scored["qwk"], scored["accuracy"]))
+        target = (rng.random(500) < 0.3).astype(int)
+        p = np.clip(0.3 + 0.3 * target + rng.normal(0, 0.2, 500), 0.01, 0.99)
+        scored = write_scored_run(tmp_path, "melanoma", f"toy{i}", target, np.column_stack([1 - p, p]), t, 0.01)
+        chosen[("melanoma", f"toy{i}")] = [(scored["roc_auc"], scored["accuracy"])]
+    analysis = run_analysis(tmp_path, metric="accuracy")
+    assert {b.dataset for b in analysis.best} == {"aptos", "melanoma"}
+    for row in analysis.best:
+        by_metric, accuracy = max(chosen[(row.dataset, row.model)])  # chosen by QWK / ROC AUC, reported: accuracy
+        assert row.metric == "accuracy" and row.chosen_by in ("qwk", "roc_auc")
+        assert row.report_value == accuracy and row.interval_method == "clopper-pearson"
+        assert row.report_low < accuracy < row.report_high
+        if row.dataset == "aptos":  # the better-QWK configuration is chosen though the other is more accurate
+            assert row.lr == 0.01 and accuracy < min(a for _, a in chosen[(row.dataset, row.model)]) + 1e-12 \
+                and accuracy < max(a for _, a in chosen[(row.dataset, row.model)])
+    assert {(t["dataset"], t["metric"]) for t in analysis.trends} == {("aptos", "accuracy"), ("melanoma", "accuracy")}
+    with pytest.raises(errors.UsageError, match="--metric kappa: no dataset's records hold it; they hold aptos: "
+                                                "accuracy, balanced_accuracy, macro_f1, qwk"):
+        run_analysis(tmp_path, metric="kappa")
+
+
+def test_hpa_is_reported_on_val_where_thresholds_are_chosen_with_test_val_beside_it(tmp_path):
+    """A real train.py run on the HPA fixture: the paper reports HPA on val [4.3], test_val is an extra column."""
+    from conftest import train
+    from data.synthetic import write_fixture
+    root = write_fixture("hpa", tmp_path / "hpa", per_class=3)
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    train(["--dataset", "hpa", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs", "1",
+           "--batch-size", "8", "--img-size", "16", "--workers", "0", "--out", str(runs)], tmp_path)
+    (record_path,) = runs.glob("*.json")
+    record = json.loads(record_path.read_text())
+    assert record["dataset"]["report_split"] == "test_val"  # what train.py records; the analysis reports val
+    analyze.main([str(runs), "--out", str(out), "--n-boot", "50"])
     with open(out / "tables" / "best.csv") as f:
-        assert len(list(csv.DictReader(f))) == 3 * len(top1)
-    with open(out / "tables" / "trends.csv") as f:
-        assert {(r["dataset"], r["subset"]) for r in csv.DictReader(f)} == {
-            (d, s) for d in ("aptos", "cassava", "eurosat") for s in ("all", "top1>70")}
-    summary = json.loads((out / "analysis.json").read_text())
-    assert summary["settings"]["n_boot"] == 50
-    assert len(summary["tables"]["leaderboard"]) == len(top1)
-    assert {row["dataset"] for row in summary["tables"]["appendix_n_f_tests"]} == {"aptos", "cassava", "eurosat"}
-
-
-def test_demo_sized_input_still_gives_a_report_and_figure(tmp_path):
-    folder = tmp_path / "runs"
-    write_run(folder, "digits", "resnet18", 0.61, top1=69.8, weights="random")
-    write_run(folder, "digits", "mobilenet_v3_small", 0.55, top1=67.7, weights="random")
-    out = tmp_path / "reports"
-    assert analyze.main([str(folder), "--out", str(out), "--n-boot", "20"]) == 0
+        (row,) = list(csv.DictReader(f))
+    metrics_ = record["best"]["metrics"]
+    assert (row["selection_split"], row["report_split"], row["extra_split"]) == ("val", "val", "test_val")
+    assert float(row["report_value"]) == pytest.approx(metrics_["val_macro_f1"], abs=1e-12)
+    assert float(row["extra_value"]) == pytest.approx(metrics_["test_val_macro_f1"], abs=1e-12)
+    assert float(row["extra_low"]) <= float(row["extra_value"]) <= float(row["extra_high"])
     report = (out / "report.md").read_text()
-    assert "### digits" in report and "Appendix N skipped" in report
-    assert imread(out / "figures" / "figure1.png").size > 0
+    table = report.split("### hpa")[1].split("##")[0]
+    assert "| val macro_f1 (chosen on, reported) | test_val macro_f1 |" in table
+    with open(out / "tables" / "trends.csv") as f:
+        assert {r["split"] for r in csv.DictReader(f)} == {"val"}
+    # the recomputed values (thresholds fitted on val, as saved) agree with the record: no warning about them
+    assert "differs from the record" not in report
+
+
+def run_script(*args, cwd):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, str(analyze.__file__), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_an_unknown_dataset_filter_names_it_and_the_datasets_present_without_a_traceback(tmp_path):
+    folder = tmp_path / "runs"
+    write_run(folder, "eurosat", "toy0", 0.9, top1=70.0)
+    write_run(folder, "cassava", "toy0", 0.8, top1=70.0)
+    result = run_script(folder, "--datasets", "eurosatt", "--out", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "analyze.py: error: --datasets names 'eurosatt', which no usable run record has ('eurosatt': did you mean "
+        "'eurosat'?); the records hold the datasets cassava, eurosat"]
+    assert not (tmp_path / "out").exists()
+    (folder / "broken.json").write_text("{")
+    only_broken = run_script(folder / "broken.json", cwd=tmp_path)
+    assert only_broken.returncode == 1 and "Traceback" not in only_broken.stderr
+    assert only_broken.stderr.splitlines()[-1].startswith("analyze.py: error: no complete run record among 1 input")
+
+
+def test_the_analysis_modules_do_not_import_torch():
+    import subprocess
+    import sys
+    code = ("import sys, analyze, runrecords, selection, trends, figures, report; "
+            "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=str(Path(analyze.__file__).parent))
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_bad_predictions_file_is_named_and_the_other_models_keep_their_intervals(tmp_path):
+    for i, t in enumerate((60.0, 70.0, 80.0)):
+        write_run(tmp_path, "cassava", f"toy{i}", 0.6 + i / 20, top1=t)
+    (bad,) = tmp_path.glob("cassava-toy1-*/predictions-val.npz")
+    with np.load(bad) as arrays:
+        saved = dict(arrays)
+    saved["scores"][3, 0] = np.nan
+    records.atomic_save_npz(bad, **saved)
+    (truncated,) = tmp_path.glob("cassava-toy2-*/predictions-val.npz")
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    analysis = run_analysis(tmp_path)
+    rows = {b.model: b for b in analysis.best}
+    assert rows["toy0"].report_low < rows["toy0"].report_value < rows["toy0"].report_high
+    assert math.isnan(rows["toy1"].report_low) and math.isnan(rows["toy2"].report_low)
+    assert any(str(bad) in w and "NaN/inf" in w for w in analysis.warnings)
+    assert any(str(truncated) in w and "cannot be read" in w for w in analysis.warnings)

@@ -1,6 +1,7 @@
-"""fid.py: the Fréchet distance against closed forms and scipy, streaming statistics, statistics files, the FID
-Inception network's weights loading, the resize, and the command line end to end on fixture datasets with random
-weights on CPU (299 px Inception is slow on CPU, so sets are 6-8 images and most runs stop at the 64-d block)."""
+"""fid.py (frechet.py, inception.py, fidinputs.py): the Fréchet distance against closed forms and scipy, streaming
+statistics, statistics files, the FID Inception network's weights loading, the resize, and the command line end to
+end on fixture datasets with random weights on CPU (299 px Inception is slow on CPU, so sets are 6-8 images and
+most runs stop at the 64-d block)."""
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,13 @@ import torch
 from PIL import Image
 from torchvision.models import inception_v3
 
+import errors
 import fid
+import fidinputs
+import inception
 from data.synthetic import write_fixture
+from frechet import FeatureStats, RunningStats, frechet_distance, load_stats, save_stats
+from records import sha256_file
 
 
 def fid_with_scipy(mu1, sigma1, mu2, sigma2):
@@ -39,7 +45,7 @@ def test_frechet_distance_matches_closed_form_for_diagonal_covariances_including
     var2[2:6] = 0.0
     mu1, mu2 = rng.normal(size=12), rng.normal(size=12)
     expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(var1) - np.sqrt(var2)) ** 2).sum()
-    assert fid.frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2)) == pytest.approx(expected, rel=1e-12)
+    assert frechet_distance(mu1, np.diag(var1), mu2, np.diag(var2)) == pytest.approx(expected, rel=1e-12)
 
 
 def test_frechet_distance_matches_scipy_sqrtm_on_full_rank_and_singular_covariances():
@@ -47,33 +53,36 @@ def test_frechet_distance_matches_scipy_sqrtm_on_full_rank_and_singular_covarian
     for n1, n2 in [(200, 300), (5, 8), (21, 4)]:   # full rank, then rank 4 and 7 (and 20, 3) in 20 dimensions
         mu1, sigma1 = sample_stats(rng, n1, 20)
         mu2, sigma2 = sample_stats(rng, n2, 20, scale=2.0, offset=1.0)
-        ours = fid.frechet_distance(mu1, sigma1, mu2, sigma2)
+        ours = frechet_distance(mu1, sigma1, mu2, sigma2)
         # scipy's Schur square root is itself only ~1e-8 accurate on singular products
         assert ours == pytest.approx(fid_with_scipy(mu1, sigma1, mu2, sigma2), rel=1e-6)
-        assert ours == pytest.approx(fid.frechet_distance(mu2, sigma2, mu1, sigma1), rel=1e-9)  # symmetric
+        assert ours == pytest.approx(frechet_distance(mu2, sigma2, mu1, sigma1), rel=1e-9)  # symmetric
 
 
-def test_fid_of_a_set_with_itself_is_zero():
+def test_fid_of_a_set_with_itself_is_zero_and_never_negative():
     rng = np.random.default_rng(2)
-    for n in (10, 1000):   # singular (10 images, 256 dims) and full rank
+    values = []
+    for n in (10, 1000) * 10:   # singular (10 images, 256 dims) and full rank
         features = np.abs(rng.standard_normal((n, 256)) @ rng.standard_normal((256, 256)) * 0.05)
         mu, sigma = features.mean(axis=0), np.cov(features, rowvar=False)
-        assert abs(fid.frechet_distance(mu, sigma, mu, sigma)) < 1e-6
+        values.append(frechet_distance(mu, sigma, mu, sigma))
+    assert min(values) == 0.0 and max(values) < 1e-9   # rounding below zero (here in one case of 20) gives 0.0
+    assert all(np.copysign(1.0, v) == 1.0 for v in values)  # and never -0.0, which prints as -0.0000
 
 
 def test_frechet_distance_rejects_covariances_that_are_not_positive_semidefinite():
     with pytest.raises(ValueError, match="sigma1 is not positive semi-definite"):
-        fid.frechet_distance(np.zeros(2), np.diag([1.0, -0.5]), np.zeros(2), np.eye(2))
+        frechet_distance(np.zeros(2), np.diag([1.0, -0.5]), np.zeros(2), np.eye(2))
     with pytest.raises(ValueError, match="sigma2 is not positive semi-definite"):
-        fid.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.diag([1.0, -0.5]))
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.diag([1.0, -0.5]))
     with pytest.raises(ValueError, match="different dimensions"):
-        fid.frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
 
 
 def test_streaming_statistics_equal_mean_and_covariance_of_the_stacked_activations():
     rng = np.random.default_rng(3)
     features = rng.standard_normal((103, 16)) * rng.uniform(0.1, 5, 16) + 1e3  # a large offset tests cancellation
-    running = fid.RunningStats()
+    running = RunningStats()
     for start, stop in [(0, 7), (7, 50), (50, 51), (51, 103)]:
         batch = features[start:stop]
         running.update(torch.from_numpy(batch) if start == 7 else batch)   # tensors and arrays alike
@@ -87,16 +96,16 @@ def test_saved_statistics_reload_to_the_same_fid_and_read_pytorch_fid_files(tmp_
     rng = np.random.default_rng(4)
     mu1, sigma1 = sample_stats(rng, 50, 8)
     mu2, sigma2 = sample_stats(rng, 60, 8, offset=0.5)
-    fid.save_stats(tmp_path / "a.npz", fid.FeatureStats(mu1, sigma1, 50), {"weights": {"id": "w"}, "dims": 8})
+    save_stats(tmp_path / "a.npz", FeatureStats(mu1, sigma1, 50), {"weights": {"id": "w"}, "dims": 8})
     np.savez(tmp_path / "b.npz", mu=mu2, sigma=sigma2)   # a file as pytorch-fid writes it: mu and sigma only
-    (a, info_a), (b, info_b) = fid.load_stats(tmp_path / "a.npz"), fid.load_stats(tmp_path / "b.npz")
+    (a, info_a), (b, info_b) = load_stats(tmp_path / "a.npz"), load_stats(tmp_path / "b.npz")
     with np.load(tmp_path / "a.npz") as arrays:
         assert {"mu", "sigma"} <= set(arrays.files)
     assert (a.num_images, info_a["dims"], b.num_images, info_b) == (50, 8, None, None)
-    assert fid.frechet_distance(a.mu, a.sigma, b.mu, b.sigma) == fid.frechet_distance(mu1, sigma1, mu2, sigma2)
+    assert frechet_distance(a.mu, a.sigma, b.mu, b.sigma) == frechet_distance(mu1, sigma1, mu2, sigma2)
     np.savez(tmp_path / "bad.npz", mean=mu1, sigma=sigma1)
-    with pytest.raises(ValueError, match=r"bad.npz: no mu array \(keys found: mean, sigma\)"):
-        fid.load_stats(tmp_path / "bad.npz")
+    with pytest.raises(errors.DataError, match=r"bad.npz: no mu array \(keys found: mean, sigma\)"):
+        load_stats(tmp_path / "bad.npz")
 
 
 def test_resize_is_pil_bicubic_on_float_values_as_clean_fid():
@@ -105,32 +114,32 @@ def test_resize_is_pil_bicubic_on_float_values_as_clean_fid():
         image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         pil = np.stack([np.asarray(Image.fromarray(image[..., c].astype(np.float32), mode="F")
                                    .resize((299, 299), resample=Image.BICUBIC)) for c in range(3)])
-        ours = fid.resize_for_inception(image)
+        ours = inception.resize_for_inception(image)
         assert ours.shape == (3, 299, 299) and ours.dtype == torch.float32
         np.testing.assert_allclose(ours.numpy(), np.clip(pil, 0, 255), atol=0.01)
     image = rng.integers(0, 256, (299, 299, 3), dtype=np.uint8)
-    assert torch.equal(fid.resize_for_inception(image), torch.from_numpy(image).permute(2, 0, 1).float())
+    assert torch.equal(inception.resize_for_inception(image), torch.from_numpy(image).permute(2, 0, 1).float())
 
 
 def test_fid_weights_load_with_strict_keys_and_other_state_dicts_are_refused(tmp_path):
-    net = fid.randomise(fid.build_fid_inception(), seed=7)
-    assert isinstance(net.Mixed_7c, fid.FIDInceptionE) and net.Mixed_7c.max_pool and not net.Mixed_7b.max_pool
+    net = inception.randomise(inception.build_fid_inception(), seed=7)
+    assert isinstance(net.Mixed_7c, inception.FIDInceptionE) and net.Mixed_7c.max_pool and not net.Mixed_7b.max_pool
     assert net.fc.out_features == 1008 and net.AuxLogits is None
     torch.save(net.state_dict(), tmp_path / "weights.pth")
-    model, info = fid.load_inception(str(tmp_path / "weights.pth"), dims=64)
+    model, info = inception.load_inception(str(tmp_path / "weights.pth"), dims=64)
     assert torch.equal(model.body[0].conv.weight, net.Conv2d_1a_3x3.conv.weight)
-    assert info["sha256"] == fid.sha256_file(tmp_path / "weights.pth") and info["id"].endswith(info["sha256"])
+    assert info["sha256"] == sha256_file(tmp_path / "weights.pth") and info["id"].endswith(info["sha256"])
     torchvision_layout = inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict()
     torch.save(torchvision_layout, tmp_path / "torchvision.pth")
-    with pytest.raises(ValueError, match="(?s)is not the FID Inception state dict.*AuxLogits"):
-        fid.load_inception(str(tmp_path / "torchvision.pth"))
+    with pytest.raises(errors.DataError, match="(?s)is not the FID Inception state dict.*AuxLogits"):
+        inception.load_inception(str(tmp_path / "torchvision.pth"))
 
 
 def test_missing_weights_file_names_the_file_the_url_and_the_ways_out(tmp_path):
-    with pytest.raises(fid.WeightsUnavailable) as error:
-        fid.load_inception(str(tmp_path / "nowhere.pth"))
+    with pytest.raises(inception.WeightsUnavailable) as error:
+        inception.load_inception(str(tmp_path / "nowhere.pth"))
     message = str(error.value)
-    for needed in ("nowhere.pth does not exist", fid.FID_WEIGHTS_FILE, fid.FID_WEIGHTS_URL, "--weights torchvision",
+    for needed in ("nowhere.pth does not exist", inception.FID_WEIGHTS_FILE, inception.FID_WEIGHTS_URL, "--weights torchvision",
                    "--weights random"):
         assert needed in message
 
@@ -152,7 +161,8 @@ def data_root(tmp_path_factory):
 def test_end_to_end_pool3_fid_of_two_fixture_datasets_records_what_was_measured(tmp_path, data_root):
     record = cli(tmp_path, "aptos", "eurosat", "--data-root", data_root, "--subset", 4, "--seed", 3, dims=2048)
     assert np.isfinite(record["fid"]) and record["fid"] > 0
-    saved = json.loads((tmp_path / "out" / "fid_aptos_vs_eurosat.json").read_text())
+    (path,) = (tmp_path / "out").glob("fid_aptos_vs_eurosat_*.json")
+    saved = json.loads(path.read_text())
     assert saved["fid"] == pytest.approx(record["fid"], rel=1e-12)
     for key, available in (("a", 15), ("b", 10)):
         assert saved["inputs"][key]["num_available"] == available
@@ -172,14 +182,14 @@ def test_same_seed_gives_the_same_fid_and_subset(tmp_path, data_root):
 
 def test_subset_is_seeded_without_replacement_and_sorted():
     pool = np.arange(100, 200)
-    first, again, other = (fid.choose_subset(pool, 30, seed, False, "pool") for seed in (0, 0, 1))
+    first, again, other = (fidinputs.choose_subset(pool, 30, seed, False, "pool") for seed in (0, 0, 1))
     assert np.array_equal(first, again) and not np.array_equal(first, other)
     assert len(np.unique(first)) == 30 and np.all(np.diff(first) > 0) and np.isin(first, pool).all()
-    assert np.array_equal(fid.choose_subset(pool[::-1], 0, 0, False, "pool"), pool)   # 0 = all
+    assert np.array_equal(fidinputs.choose_subset(pool[::-1], 0, 0, False, "pool"), pool)   # 0 = all
 
 
 def test_too_few_images_is_an_error_unless_allowed(tmp_path, data_root):
-    with pytest.raises(ValueError, match="has 10 images, fewer than --subset 12.*--allow-smaller"):
+    with pytest.raises(errors.UsageError, match="has 10 images, fewer than --subset 12.*--allow-smaller"):
         cli(tmp_path, "eurosat", "aptos", "--data-root", data_root, "--subset", 12)
     record = cli(tmp_path, "eurosat", "aptos", "--data-root", data_root, "--subset", 12, "--allow-smaller")
     assert (record["inputs"]["a"]["num_used"], record["inputs"]["b"]["num_used"]) == (10, 12)
@@ -217,10 +227,10 @@ def test_statistics_made_with_other_weights_are_refused(tmp_path):
     write_images(tmp_path / "flat", per_class=False)
     rng = np.random.default_rng(7)
     mu, sigma = sample_stats(rng, 10, 64)
-    fid.save_stats(tmp_path / "other.npz", fid.FeatureStats(mu, sigma, 10),
-                   {"weights": {"id": "torchvision-inception_v3-IMAGENET1K_V1"}, "dims": 64, "resize": fid.RESIZE,
-                    "normalisation": fid.NORMALISATION})
-    with pytest.raises(ValueError, match="made with weights 'torchvision-inception_v3-IMAGENET1K_V1'"):
+    save_stats(tmp_path / "other.npz", FeatureStats(mu, sigma, 10),
+                   {"weights": {"id": "torchvision-inception_v3-IMAGENET1K_V1"}, "dims": 64, "resize": inception.RESIZE,
+                    "normalisation": inception.NORMALISATION})
+    with pytest.raises(errors.UsageError, match="made with weights 'torchvision-inception_v3-IMAGENET1K_V1'"):
         cli(tmp_path, tmp_path / "flat", tmp_path / "other.npz", "--subset", 0)
 
 
@@ -230,20 +240,98 @@ def test_all_datasets_writes_the_table_and_the_figure(tmp_path, data_root):
     rows = fid.run(["--all-datasets", "--ref", str(tmp_path / "ref.npz"), "--data-root", str(data_root),
                      "--folder", f"imagenet-like={tmp_path / 'reference'}", "--subset", "6", "--weights", "random",
                      "--dims", "64", "--device", "cpu", "--workers", "0", "--out-dir", str(tmp_path / "out")])
-    out = tmp_path / "out"
-    with open(out / "fid_table.csv", newline="") as f:
+    (stem,) = [path.with_suffix("") for path in (tmp_path / "out").glob("fid_table_ref_*.csv")]
+    with open(stem.with_suffix(".csv"), newline="") as f:
         table = list(csv.DictReader(f))
     assert [(row["dataset"], row["group"], row["num_used"]) for row in table] == [
         ("aptos", "real-world", "6"), ("eurosat", "real-world", "6"), ("cifar10", "web-scraped", "6"),
         ("imagenet-like", "web-scraped", "6")]
     assert all(float(row["fid"]) > 0 for row in table[:3]) and len(rows) == 4
     assert abs(rows[3]["fid"]) < 1e-6   # the reference's own images
-    assert (out / "fid_bars.png").read_bytes().startswith(b"\x89PNG")
-    assert "| aptos | real-world | 15 | 6 |" in (out / "fid_table.md").read_text()
-    assert json.loads((out / "fid_table.json").read_text())["reference"]["num_images"] == 6
+    assert stem.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    assert "| aptos | real-world | 15 | 6 |" in stem.with_suffix(".md").read_text()
+    assert json.loads(stem.with_suffix(".json").read_text())["reference"]["num_images"] == 6
 
 
 def test_torchvision_weights_offline_fail_with_the_ways_out():
     # Builds torchvision's InceptionV3 as it must be built for pretrained weights, then fails on the download.
-    with pytest.raises(fid.WeightsUnavailable, match="inception_v3_google"):
-        fid.load_inception("torchvision", 2048)
+    with pytest.raises(inception.WeightsUnavailable, match="inception_v3_google"):
+        inception.load_inception("torchvision", 2048)
+
+
+def fid_records(tmp_path):
+    return sorted((tmp_path / "out").glob("fid_*.json"))
+
+
+def test_records_are_named_by_what_decides_the_number(tmp_path, data_root):
+    first = cli(tmp_path, "aptos", "eurosat", "--data-root", data_root, "--subset", 4, "--seed", 0)
+    second = cli(tmp_path, "aptos", "eurosat", "--data-root", data_root, "--subset", 4, "--seed", 1)
+    assert len(fid_records(tmp_path)) == 2 and first["fid"] != second["fid"]  # --seed 1 kept --seed 0's record
+    again = cli(tmp_path, "aptos", "eurosat", "--data-root", data_root, "--subset", 4, "--seed", 0)
+    assert len(fid_records(tmp_path)) == 2 and again["fid"] == first["fid"]   # the same measurement: the same name
+    cli(tmp_path, "aptos", "eurosat", "--data-root", data_root, "--subset", 4, "--seed", 0, dims=192)
+    assert len(fid_records(tmp_path)) == 3                                    # other features: another record
+    for parent in ("one", "two"):  # two folders both named train
+        write_images(tmp_path / parent / "train", per_class=False)
+    (tmp_path / "two" / "train" / "img0.jpg").unlink()
+    cli(tmp_path, tmp_path / "one" / "train", "aptos", "--data-root", data_root, "--subset", 5)
+    cli(tmp_path, tmp_path / "two" / "train", "aptos", "--data-root", data_root, "--subset", 5)
+    names = [path.name for path in fid_records(tmp_path)]
+    assert len(names) == 5 and any(n.startswith("fid_one_train_vs_aptos_") for n in names) \
+        and any(n.startswith("fid_two_train_vs_aptos_") for n in names)
+
+
+def test_a_set_against_itself_prints_zero_and_says_why(tmp_path, capsys):
+    write_images(tmp_path / "Forest", per_class=False)
+    record = cli(tmp_path, tmp_path / "Forest", tmp_path / "Forest", "--subset", 0)
+    out = capsys.readouterr().out
+    assert record["fid"] == 0.0 and "= 0.0000" in out and "-0.0000" not in out
+    assert "A and B are the same images, so the FID is 0 by construction" in out
+
+
+def test_seeds_of_a_and_b_and_disjoint_subsets_of_one_dataset(tmp_path, data_root):
+    a = fidinputs.open_input("aptos", data_root=data_root, subset=6, seed=0)
+    b = fidinputs.open_input("aptos", data_root=data_root, subset=6, seed=0, exclude=a)
+    assert len(np.intersect1d(a.indices, b.indices)) == 0 and b.record["num_available"] == 15 - 6
+    other_seed = fidinputs.open_input("aptos", data_root=data_root, subset=6, seed=1)
+    assert not np.array_equal(a.indices, other_seed.indices)
+    record = cli(tmp_path, "aptos", "aptos", "--data-root", data_root, "--subset", 6, "--disjoint")
+    assert record["fid"] > 0 and record["disjoint"] and record["inputs"]["b"]["disjoint_from_a"]
+    assert record["inputs"]["a"]["ids_sha256"] == a.record["ids_sha256"]
+    assert record["inputs"]["b"]["ids_sha256"] == b.record["ids_sha256"]
+    seeded = cli(tmp_path, "aptos", "aptos", "--data-root", data_root, "--subset", 6, "--seed-b", 1)
+    assert seeded["seeds"] == {"a": 0, "b": 1} and seeded["inputs"]["b"]["ids_sha256"] == other_seed.record["ids_sha256"]
+    with pytest.raises(errors.UsageError, match="--disjoint draws B from the images A did not use"):
+        cli(tmp_path, "aptos", "eurosat", "--data-root", data_root, "--subset", 4, "--disjoint")
+    with pytest.raises(errors.UsageError, match="fewer than --subset 8"):  # 15 images hold no two disjoint 8s
+        cli(tmp_path, "aptos", "aptos", "--data-root", data_root, "--subset", 8, "--disjoint")
+
+
+def test_help_shows_each_default_once():
+    from test_report import assert_each_default_shown_once
+    assert_each_default_shown_once(fid.build_parser())
+
+
+def test_expected_errors_are_one_line_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+    write_images(tmp_path / "flat", per_class=False)
+    missing = subprocess.run([sys.executable, fid.__file__, str(tmp_path / "flat"), str(tmp_path / "flat"),
+                              "--subset", "0", "--weights", str(tmp_path / "nowhere.pth"), "--workers", "0"],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "fid.py: error: weights file" in missing.stderr and "nowhere.pth does not exist" in missing.stderr
+    assert "--weights random" in missing.stderr  # the ways out
+    usage = subprocess.run([sys.executable, fid.__file__, "a.npz", "b.npz"], capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path)
+    assert usage.returncode == 1 and usage.stderr.strip() == f"fid.py: error: statistics file a.npz does not exist"
+
+
+def test_an_unreadable_image_is_named_from_a_dataloader_worker(tmp_path):
+    write_images(tmp_path / "flat", per_class=False)
+    broken = tmp_path / "flat" / "img0.jpg"
+    broken.write_bytes(broken.read_bytes()[:40])  # a truncated JPEG: its header passes, decoding fails
+    with pytest.raises(errors.DataError, match=f"{broken}.*FID needs every image it draws") as error:
+        fid.run([str(tmp_path / "flat"), str(tmp_path / "flat"), "--subset", "0", "--weights", "random", "--dims",
+                 "64", "--device", "cpu", "--workers", "1", "--batch-size", "8", "--out-dir", str(tmp_path / "out")])
+    assert "Traceback" not in str(error.value)

@@ -332,3 +332,26 @@ def test_paired_difference_detects_a_better_run():
 def test_bad_input_is_rejected_with_a_clear_message(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_intervals_of_many_prediction_sets_equal_each_set_scored_alone():
+    """Shared resamples across models (analyze.py's path) give each model exactly its own score_with_intervals."""
+    rng = np.random.default_rng(12)
+    sets = [multilabel_data(rng, n=300, c=6) for _ in range(3)] + [multilabel_data(rng, n=250, c=6)]
+    with_thresholds = [(y, s, metrics.choose_thresholds(y, s)) for y, s in sets]
+    together = metrics.intervals("multilabel", iter(with_thresholds), metrics=["macro_f1", "micro_f1"], n_boot=700,
+                                 seed=4)
+    for (y, s, t), result in zip(with_thresholds, together):
+        alone = metrics.score_with_intervals("multilabel", y, s, t, n_boot=700, seed=4, metrics=["macro_f1", "micro_f1"])
+        assert result == alone and set(result) == {"macro_f1", "micro_f1"}
+
+
+def test_sums_beyond_float32_exactness_stay_exact():
+    """QWK's weighted sums exceed 2**24 here (grade**2 times 1.2 million samples): they are computed in float64."""
+    rng = np.random.default_rng(13)
+    labels = rng.integers(0, 5, 1_200_000)
+    preds = np.where(rng.random(len(labels)) < 0.6, labels, rng.integers(0, 5, len(labels)))
+    scores = np.eye(5)[preds]
+    ours = metrics.score("ordinal", labels, scores, metrics=["qwk", "accuracy"])
+    assert ours["qwk"] == pytest.approx(cohen_kappa_score(labels, preds, weights="quadratic"), abs=1e-12)
+    assert ours["accuracy"] == np.mean(labels == preds)
