@@ -17,8 +17,8 @@ The steps, in the order they run (each a plain function in the module named):
                                 their difference (N.2), and the benchmark score leaderboard
   5. report.write_outputs       Markdown report, a CSV per table, analysis.json, figures (figures.py) as PNG and PDF
 
-The reported split is the paper's: the record's report split, but val for HPA (runrecords.PAPER_REPORT_SPLIT),
-with HPA's test_val shown beside it. No torch is imported.
+The reported split is the paper's, as the dataset registry says (HPA: val, where its thresholds are chosen, with
+test_val shown beside it). No torch is imported.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import stats
 
+import cli
 import errors
 import figures as plots
 import report
@@ -309,7 +310,7 @@ def _names(text: str) -> list[str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=report.HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     parser.add_argument("records", nargs="+", help="run record files (runs/*.json) or folders holding them")
     parser.add_argument("--out", default="reports", help="folder for report.md, tables/, figures/, analysis.json")
     parser.add_argument("--datasets", default="all",

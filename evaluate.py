@@ -25,7 +25,6 @@ from accelerate import Accelerator
 
 import cache
 import engine
-import fit
 import metrics
 import models
 import networks
@@ -231,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             if info["head"] != "from file":
                 raise SystemExit(f"{args.weights}: its head does not fit {num_classes if args.head != 'regression' else 1}"
                                  f" outputs of {spec.name}, so the model would score a random head")
-            info["mean"], info["std"] = fit.normalization(args.normalize, info)
+            info["mean"], info["std"] = models.normalization(args.model, args.normalize)
             img_size = models.input_size(args.model, spec.name, args.img_size)
             loaded.append((accelerator.prepare(model), info, args.head == "regression", img_size, name))
         scorer = Scorer(samples, split_indices, args, accelerator)

@@ -66,6 +66,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+import cli
 import errors
 from data import REGISTRY
 from figures import bar_chart, save_figure
@@ -74,7 +75,7 @@ from fidinputs import (DEFAULT_SUBSET, ImageSet, ResizedImages, StatsFile, folde
 from frechet import MATRIX_SQRT, FeatureStats, RunningStats, frechet_distance, save_stats
 from inception import DIMS, NORMALISATION, RESIZE, InceptionFeatures, load_inception
 from records import atomic_write_json, atomic_write_text, provenance
-from report import HelpFormatter, csv_text, markdown_table
+from report import csv_text, markdown_table
 
 # The paper's two groups in the figure: images gathered from the web like ImageNet's, and the real-world tasks.
 WEB_SCRAPED = {"cifar10"}
@@ -277,7 +278,7 @@ def write_table(stem: Path, rows: list[dict[str, Any]], details: dict[str, Any])
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     parser.add_argument("inputs", nargs="*", metavar="A [B]",
                         help="dataset name, image folder or statistics file (.npz); one input with --save-stats")
     parser.add_argument("--subset", type=int, default=DEFAULT_SUBSET,

@@ -10,7 +10,6 @@ diverges, pauses (--until-epoch), completes or fails leaves the pack; the others
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -88,6 +87,7 @@ def fit(args, inputs, configs: list[dict]) -> int:
         "dataset": {"name": spec.name, "task": spec.task, "metric": spec.metric, "num_classes": spec.num_classes,
                     "class_names": list(samples.class_names), "selection_split": inputs.selection_split,
                     "report_split": spec.report_split if spec.report_split in inputs.eval_splits else None,
+                    "extra_splits": [s for s in spec.extra_splits if s in inputs.eval_splits],
                     "split_file": str(inputs.split_path), "split_sha256": inputs.split_sha256,
                     "split_method": inputs.split.method, "split_seed": inputs.split.seed,
                     "papers_split": inputs.split.papers, "split_description": inputs.split.description,

@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,8 @@ def read_predictions(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as saved:
             arrays = {key: saved[key] for key in saved.files}
-    except (OSError, ValueError) as error:
-        raise ValueError(f"predictions file {path} cannot be read ({error})") from error
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # missing, truncated, not an .npz
+        raise ValueError(f"predictions file {path} cannot be read ({type(error).__name__}: {error})") from error
     missing = [key for key in ("ids", "labels", "scores", "thresholds", "task") if key not in arrays]
     if missing:
         raise ValueError(f"predictions file {path} has no {', '.join(repr(k) for k in missing)} array")

@@ -8,7 +8,6 @@ traceback) leaves the table well-formed; the CSV and JSON files keep the text wh
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
@@ -32,14 +31,6 @@ TREND_COLUMNS = ["dataset", "metric", "split", "axes", "subset", "n", "slope", "
                  "intercept", "r", "r_low", "r_high", "r_p", "no_progress"]
 SIZE_COLUMNS = ["dataset", "metric", "split", "x", "subset", "n", "slope", "slope_low", "slope_high", "intercept",
                 "r", "r_low", "r_high", "r_p"]
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows each default once, after its help; a default of None (decided later, as the help text says in
-    words) is not shown; the description keeps its line breaks."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def one_line(value: Any, limit: int = MAX_CELL) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,15 +185,8 @@ def _intervals(items: list[tuple[Best, Path]], level: float, n_boot: int, seed: 
     """metrics.intervals of the analysed metric of rows of one dataset and split, each read from its predictions
     file as it is scored (so that only one file's arrays are in memory at a time)."""
     like = items[0][0]
-    arrays = ((a["labels"], a["scores"], a["thresholds"]) for a in (_read_predictions(p) for _, p in items))
+    arrays = ((a["labels"], a["scores"], a["thresholds"]) for a in (records.read_predictions(p) for _, p in items))
     return metrics.intervals(like.task, arrays, like.num_classes, [like.metric], level, n_boot, seed)
-
-
-def _read_predictions(path: Path) -> dict[str, Any]:
-    try:
-        return records.read_predictions(path)
-    except (EOFError, zipfile.BadZipFile) as error:  # a truncated file; read_predictions lets these through
-        raise ValueError(f"predictions file {path} cannot be read ({error})") from error
 
 
 def grid_coverage(runs: list[Run], mode: str = "per-optimizer") -> dict[str, list[dict[str, Any]]]:

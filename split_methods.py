@@ -221,11 +221,12 @@ def _patient_groups(samples: Samples) -> np.ndarray:
 
 
 def _multilabel_split(labels: np.ndarray, spec: DatasetSpec, seed: int) -> np.ndarray:
-    """Iterative stratification: 73% training, then the rest 2:1 into selection and report splits."""
+    """Iterative stratification: 73% training, then the rest 2:1 into the selection split and the third split."""
     train_fraction, selection_fraction, report_fraction = MULTILABEL_FRACTIONS
-    if spec.report_split is None:
-        raise SplitMethodError(f"{spec.name}: multi-label stratification needs a report split besides "
-                               f"'{spec.selection_split}'")
+    third = [name for name in spec.splits if name not in (spec.splits[0], spec.selection_split)]
+    if len(third) != 1:
+        raise SplitMethodError(f"{spec.name}: multi-label stratification needs exactly one split besides "
+                               f"'{spec.splits[0]}' and '{spec.selection_split}', the dataset has {spec.splits}")
     assignment = np.full(len(labels), spec.splits[0], dtype=object)
     first = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=1 - train_fraction, random_state=seed)
     _, rest = next(first.split(np.zeros((len(labels), 1)), labels))
@@ -233,5 +234,5 @@ def _multilabel_split(labels: np.ndarray, spec: DatasetSpec, seed: int) -> np.nd
         n_splits=1, test_size=report_fraction / (selection_fraction + report_fraction), random_state=seed)
     selection, report = next(second.split(np.zeros((len(rest), 1)), labels[rest]))
     assignment[rest[selection]] = spec.selection_split
-    assignment[rest[report]] = spec.report_split
+    assignment[rest[report]] = third[0]
     return assignment

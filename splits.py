@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+import cli
 import errors
 from data import REGISTRY, DatasetSpec, Samples, describe, get_spec, open_dataset
-from data.cli import DEFAULT_IN_WORDS
 from records import sha256_file
 from split_files import (UNUSED, SplitFileError, SplitFileExistsError, default_split_path, read_split_file,
                          render_split_file, write_or_check, write_split_file)
@@ -167,31 +167,27 @@ def split_dataset(dataset: str, root: Path | None, method: str | None, seed: int
                       count_table(samples, assignment)])
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The docstring as written, and every flag's default."""
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     parser.add_argument("dataset", choices=sorted(REGISTRY), help="which dataset to split")
     parser.add_argument("--root", type=Path, default=None,
-                        help="the dataset's folder; datasets/<dataset> when not given" + DEFAULT_IN_WORDS)
+                        help="the dataset's folder; datasets/<dataset> when not given")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--method", choices=METHODS, default=None,
                      help="how to split; when not given, paper where splits.py reproduces it (HPA: import its file "
-                          "with --from), official for CCT-20 and CIFAR-10, else stratified" + DEFAULT_IN_WORDS)
+                          "with --from), official for CCT-20 and CIFAR-10, else stratified")
     how.add_argument("--from", dest="from_file", type=Path, default=None,
                      help="import this split file (id,label,split or HPA's Id,Target,Split) after checking it"
-                          + DEFAULT_IN_WORDS)
+                         )
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed; the paper's for paper, 0 for stratified when not given (a different seed "
-                             "for paper no longer reproduces the paper)" + DEFAULT_IN_WORDS)
+                             "for paper no longer reproduces the paper)")
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write the split file; splits/<dataset>-<method>[-seed<seed>].csv (imports: "
-                             "splits/<dataset>-from-<file name>.csv) when not given" + DEFAULT_IN_WORDS)
+                             "splits/<dataset>-from-<file name>.csv) when not given")
     parser.add_argument("--composite-dir", type=Path, default=None,
                         help="HPA only: the pre-composited <Id>.png images, when the stain files are not kept"
-                             + DEFAULT_IN_WORDS)
+                            )
     args = parser.parse_args()
 
     if args.composite_dir is not None and args.dataset != "hpa":

@@ -132,8 +132,9 @@ def open_inputs(args) -> Inputs:
     if args.train_on == "all":
         indices = splits.train_on_all(indices, spec)
     selection = spec.selection_split if args.train_on == "train" else None
-    eval_splits = ([selection] if selection else []) + [s for s in [spec.report_split, *args.eval_splits]
-                                                        if s and len(indices.get(s, ())) > 0]
+    eval_splits = ([selection] if selection else []) + [
+        s for s in dict.fromkeys([spec.report_split, *spec.extra_splits, *args.eval_splits])
+        if s and s != selection and len(indices.get(s, ())) > 0]
     print(f"{describe(samples)}; split: {split.description}; "
           + ", ".join(f"{name} {len(rows):,}" for name, rows in indices.items()))
     return Inputs(samples, split, indices, selection, eval_splits)

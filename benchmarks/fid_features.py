@@ -28,7 +28,7 @@ import fid  # noqa: E402
 from fidinputs import ImageSet  # noqa: E402
 from frechet import FeatureStats, frechet_distance  # noqa: E402
 from inception import DIMS, load_inception  # noqa: E402
-from report import HelpFormatter  # noqa: E402
+from cli import HelpFormatter  # noqa: E402
 
 
 @dataclass

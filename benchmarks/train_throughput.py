@@ -17,9 +17,7 @@ and b/a, the input path train.py chose (record "input_path"), and with --compile
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import os
 import sys
 import tempfile
@@ -37,7 +35,6 @@ import models  # noqa: E402
 import networks  # noqa: E402
 import records  # noqa: E402
 import train  # noqa: E402
-from data import get_spec  # noqa: E402
 from data.synthetic import write_fixture  # noqa: E402
 
 DISTINCT_IMAGES_PER_CLASS = 40

@@ -468,10 +468,11 @@ def test_hpa_is_reported_on_val_where_thresholds_are_chosen_with_test_val_beside
     root = write_fixture("hpa", tmp_path / "hpa", per_class=3)
     runs, out = tmp_path / "runs", tmp_path / "reports"
     train(["--dataset", "hpa", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs", "1",
-           "--batch-size", "8", "--img-size", "16", "--workers", "0", "--out", str(runs)], tmp_path)
+           "--batch-size", "8", "--img-size", "16", "--workers", "0", "--out", str(runs),
+           "--split-method", "stratified"], tmp_path)
     (record_path,) = runs.glob("*.json")
     record = json.loads(record_path.read_text())
-    assert record["dataset"]["report_split"] == "test_val"  # what train.py records; the analysis reports val
+    assert record["dataset"]["report_split"] is None and record["dataset"]["extra_splits"] == ["test_val"]
     analyze.main([str(runs), "--out", str(out), "--n-boot", "50"])
     with open(out / "tables" / "best.csv") as f:
         (row,) = list(csv.DictReader(f))

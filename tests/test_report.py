@@ -19,11 +19,13 @@ from test_analyze import N_BOOT, linear_grid, run_analysis, write_run
 
 
 def assert_each_default_shown_once(parser) -> None:
-    """Every option's default appears once in --help ("(default: ...)"), a default of None never."""
+    """Every option's default appears once in --help ("(default: ...)"); a default of None (said in words) and a
+    switch's (off) never."""
     text = parser.format_help()
     options = " ".join(text[text.index("options:"):].split())  # undo the line wrapping
-    shown = [action for action in parser._actions if action.option_strings and action.default is not None
-             and action.help is not None and action.dest != "help"]
+    shown = [action for action in parser._actions if action.option_strings
+             and action.default is not None and action.default is not False and action.help is not None
+             and action.dest != "help"]
     assert "default: None" not in text
     assert options.lower().count("default") == len(shown) == options.count("(default: "), options
 

@@ -363,9 +363,9 @@ def test_help_shows_each_default_once(tmp_path):
     """Issue 15.7: no '(default: None)' after a default said in words, and every set default shown once."""
     text = " ".join(run_splits("--help", cwd=tmp_path).stdout.split())
     assert "default: None" not in text and "datasets/<dataset> when not given" in text
-    import argparse
+    import cli
     from data.cli import add_data_arguments
-    parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = cli.parser("train.py and cache.py's data flags")
     add_data_arguments(parser)  # as train.py and cache.py use it
     help_text = " ".join(parser.format_help().split())
     assert "default: None" not in help_text and help_text.count("(default: rgb)") == 1

@@ -156,7 +156,7 @@ def test_hpa_thresholds_are_chosen_on_val_and_applied_to_test_val(tmp_path):
            "--batch-size", "8", "--img-size", "16", "--workers", "0", "--out", str(out),
            "--split-method", "stratified"], tmp_path)
     record = only_record(out)
-    assert record["dataset"]["report_split"] == "test_val"
+    assert record["dataset"]["report_split"] is None and record["dataset"]["extra_splits"] == ["test_val"]
     val = np.load(out / record["predictions"]["val"])
     test_val = np.load(out / record["predictions"]["test_val"])
     chosen = metrics.choose_thresholds(val["labels"], val["scores"])
