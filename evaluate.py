@@ -17,14 +17,16 @@ import argparse
 import csv
 import hashlib
 import io
-import sys
+import os
 from pathlib import Path
 
 import numpy as np
 from accelerate import Accelerator
 
 import cache
+import cli
 import engine
+import errors
 import metrics
 import models
 import networks
@@ -32,7 +34,7 @@ import records
 import runrecords
 import splits
 import transforms
-from data import REGISTRY, get_spec, open_dataset
+from data import REGISTRY, DatasetError, get_spec, open_dataset
 from data.unlabeled import open_unlabeled
 
 SUBMISSION_COLUMNS = {"aptos": ("id_code", "diagnosis"), "hpa": ("Id", "Predicted"),
@@ -40,32 +42,32 @@ SUBMISSION_COLUMNS = {"aptos": ("id_code", "diagnosis"), "hpa": ("Id", "Predicte
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("runs", nargs="*", help="run folders or records (runs/<run_id> or runs/<run_id>.json)")
+    p = cli.parser(__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="*", help="runs: runs/<run_id>, runs/<run_id>.json, a bare run id (looked up in --runs-dir), or a folder of run records (each complete run in it)")
+    p.add_argument("--runs-dir", default="runs", help="where a bare run id is looked up")
     p.add_argument("--from-predictions", action="store_true", help="recompute metrics from the runs' saved predictions only")
-    p.add_argument("--split", nargs="*", default=None, help="splits to score (default: the selection split and the reported one)")
-    p.add_argument("--tta", default="none", choices=["none", "flips", "dihedral"], help="test-time augmentation: average over flipped views")
+    p.add_argument("--split", nargs="*", default=None, help="splits to score; the selection split and the reported ones when not given")
+    p.add_argument("--tta", default="none", choices=["none", "flips", "dihedral"], help="test-time augmentation: average over the views the model was trained with (flips: the dataset's flips; dihedral: the 8 rotations/reflections, for datasets trained with both flips)")
     p.add_argument("--ensemble", default="mean", choices=["mean", "none"], help="with several runs, also score the mean of their scores")
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
     p.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples per interval")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--out", default="evaluations", help="folder for evaluation records and predictions")
-    p.add_argument("--name", default=None, help="name of this evaluation (default: derived from its inputs)")
+    p.add_argument("--name", default=None, help="name of this evaluation; derived from its inputs and settings when not given")
     g = p.add_argument_group("a model without a run record")
     g.add_argument("--dataset", default=None, choices=sorted(REGISTRY), help="dataset of --model")
     g.add_argument("--model", default=None, help="model name (models.py) to evaluate with --weights")
     g.add_argument("--weights", default=None, help="weights file (.safetensors/.pth) for --model")
     g.add_argument("--head", default="classification", choices=["classification", "regression"], help="head of --model")
-    g.add_argument("--img-size", type=int, default=None, help="input size for --model (default: the model's)")
+    g.add_argument("--img-size", type=int, default=None, help="input size for --model; models.input_size decides when not given")
     g.add_argument("--pool", default="avg", choices=["avg", "gem"], help="global pooling --model was trained with")
     g.add_argument("--channels", default="rgb", choices=["rgb", "rgby"], help="HPA only: the channels --model was trained on")
     g.add_argument("--normalize", default="imagenet", choices=["imagenet", "model"], help="input mean/std --model was trained with: ImageNet's (train.py's default) or the weights' own")
     g = p.add_argument_group("data")
-    g.add_argument("--root", default=None, help="dataset root (default: the run's)")
-    g.add_argument("--split-file", default=None, help="split file (default: the run's; checked against its SHA-256)")
+    g.add_argument("--root", default=None, help="dataset root; the run's (as it resolved when it trained) when not given")
+    g.add_argument("--split-file", default=None, help="split file; the run's when not given (checked against its SHA-256 either way)")
     g.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
-    g.add_argument("--workers", type=int, default=4, help="data-loading workers")
+    g.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data-loading workers")
     g.add_argument("--cache", default="auto", choices=["auto", "off"], help="read evaluation images from a prepared cache when one exists (cache.py)")
     g.add_argument("--cache-dir", default="cache", help="folder of prepared image caches")
     g = p.add_argument_group("Kaggle submission")
@@ -74,20 +76,77 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_paths(arg: str) -> tuple[Path, dict]:
-    """The record of a complete run given as runs/<run_id> or runs/<run_id>.json (checked by runrecords.py)."""
+def find_runs(inputs: list[str], runs_dir: str) -> list[tuple[Path, dict]]:
+    """The complete runs the inputs name, each once: records, run folders, bare run ids, folders of records."""
+    found: list[tuple[Path, dict]] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir() and not path.with_name(path.name + ".json").exists():  # a folder of records
+            complete = [record for record in sorted(path.glob("*.json"))
+                        if records.read_json(record).get("status") == "complete"]
+            if not complete:
+                raise errors.DataError(f"{path}: no complete run record in this folder")
+            found += [runrecords.read_complete_record(record) for record in complete]
+            continue
+        if not (path.exists() or path.with_name(path.name + ".json").exists()) and "/" not in text:
+            path = Path(runs_dir) / text  # a bare run id
+        found.append(runrecords.read_complete_record(path))
+    seen: dict[Path, str] = {}
+    for record_path, _ in found:
+        resolved = record_path.resolve()
+        if resolved in seen:
+            raise errors.UsageError(f"run {record_path.stem} is given twice ({seen[resolved]!r} and again); an "
+                                    f"ensemble weighs each run once, so give it once")
+        seen[resolved] = str(record_path)
+    return found
+
+
+def member_name(record_path: Path, record: dict, taken) -> str:
+    """The run id; a copy of the same run in another folder is told apart by its folder."""
+    return record["run_id"] if record["run_id"] not in taken else f"{record['run_id']} ({record_path.parent})"
+
+
+def recorded_path(record: dict, key: str) -> Path:
+    """A path the run used (its dataset root or split file), as it resolved when the run trained, so that
+    evaluate.py finds it from any folder; older records only have the path as given."""
+    resolved = ((record.get("paths") or {}).get(key) or {}).get("resolved")
+    given = record["config"]["root"] if key == "root" else record["dataset"]["split_file"]
+    return Path(resolved or given)
+
+
+def open_run_data(runs: list[tuple[Path, dict]], spec, args):
+    """(samples, split) for scoring models: the runs' dataset and split, unless --root / --split-file say otherwise."""
+    record = runs[0][1] if runs else None
+    config = record["config"] if record else {}
+    root = Path(args.root) if args.root else (recorded_path(record, "root") if record else None)
+    options = ({"channels": config.get("channels", args.channels), "composite_dir": config.get("composite_dir")}
+               if spec.name == "hpa" else {})
     try:
-        return runrecords.read_complete_record(arg)
-    except runrecords.RecordProblem as problem:
-        raise SystemExit(str(problem)) from None
+        samples = open_dataset(spec.name, root, **options)
+    except DatasetError as error:
+        if args.root or not record:
+            raise
+        raise errors.DataError(f"run {record['run_id']} trained on the dataset at {root}, which cannot be opened "
+                               f"now; if it has moved, pass --root with its folder. {error}") from None
+    split_file = args.split_file or (recorded_path(record, "split_file") if record else None)
+    split = splits.resolve(samples, split_file)
+    for _, trained in runs:
+        if trained["dataset"]["split_sha256"] != split.sha256:
+            raise errors.DataError(f"{split.path}: SHA-256 {split.sha256[:12]}... differs from the split file run "
+                                   f"{trained['run_id']} was trained with ({trained['dataset']['split_sha256'][:12]}"
+                                   f"...); pass the run's own split file with --split-file")
+    return samples, split.indices
 
 
 def load_predictions(record_path: Path, record: dict, split: str) -> dict:
     relative = record.get("predictions", {}).get(split)
     if relative is None:
-        raise SystemExit(f"{record_path}: no saved predictions for split '{split}' "
-                         f"(saved: {', '.join(record.get('predictions', {})) or 'none'})")
-    return records.read_predictions(record_path.parent / relative)
+        raise errors.DataError(f"{record_path}: no saved predictions for split '{split}' "
+                               f"(saved: {', '.join(record.get('predictions', {})) or 'none'})")
+    try:
+        return records.read_predictions(record_path.parent / relative)
+    except ValueError as error:
+        raise errors.DataError(str(error)) from None
 
 
 def score_all(task: str, num_classes: int, predictions: dict[str, dict], args) -> dict[str, dict]:
@@ -96,10 +155,14 @@ def score_all(task: str, num_classes: int, predictions: dict[str, dict], args) -
             for split, p in predictions.items()}
 
 
-def with_decision(task: str, num_classes: int, selection_split: str, scores: dict[str, dict]) -> dict[str, dict]:
-    """Fit thresholds / cut points on the selection split and attach them, unchanged, to every split."""
-    selection = scores[selection_split]
-    thresholds = metrics.fit_decision(task, selection["labels"], selection["scores"], num_classes)
+def with_decision(task: str, num_classes: int, selection_split: str | None,
+                  scores: dict[str, dict]) -> dict[str, dict]:
+    """Fit thresholds / cut points on the selection split and attach them, unchanged, to every split (none for a
+    model trained on all labelled data: 0.5 thresholds and the default cut points)."""
+    thresholds = None
+    if selection_split is not None:
+        selection = scores[selection_split]
+        thresholds = metrics.fit_decision(task, selection["labels"], selection["scores"], num_classes)
     return {split: {**p, "thresholds": thresholds} for split, p in scores.items()}
 
 
@@ -113,11 +176,8 @@ class Scorer:
     def predict(self, model, model_info: dict, regression: bool, img_size: int, split: str) -> dict:
         if self.samples.options.get("unlabeled"):
             indices = np.arange(len(self.samples))
-        elif split in self.split_indices:
-            indices = self.split_indices[split]
         else:
-            raise SystemExit(f"split '{split}' is empty or not in the split file "
-                             f"(splits: {', '.join(self.split_indices)})")
+            indices = self.split_indices[split]  # main() checked the names before any model was loaded
         reader = None if self.samples.options.get("unlabeled") else cache.reader_for(
             self.samples, indices, img_size, "eval", self.args.cache, self.args.cache_dir)
         dataset = engine.SampleDataset(self.samples, indices, transforms.eval_transform(img_size), reader=reader)
@@ -144,14 +204,6 @@ def load_run_model(record_path: Path, record: dict, accelerator: Accelerator):
     return accelerator.prepare(model), info, config.get("head") == "regression", config["img_size"]
 
 
-def member_name(name: str, taken: dict) -> str:
-    """A run given twice (e.g. to check that an ensemble of a run with itself equals the run) gets '#2'."""
-    count = 1
-    while (name if count == 1 else f"{name}#{count}") in taken:
-        count += 1
-    return name if count == 1 else f"{name}#{count}"
-
-
 def evaluation_name(args, inputs: list[str]) -> str:
     """--name, or the first input's name plus a digest of every setting, so different evaluations never collide."""
     if args.name:
@@ -166,7 +218,8 @@ def evaluation_name(args, inputs: list[str]) -> str:
 def write_submission(path: Path, dataset: str, ids: np.ndarray, scores: np.ndarray, thresholds) -> None:
     """A submission in the competition's own format (header and value types as Kaggle expects them)."""
     if dataset not in SUBMISSION_COLUMNS:
-        raise SystemExit(f"--submission: no Kaggle competition format for dataset '{dataset}'")
+        raise errors.UsageError(f"--submission: no Kaggle competition format for dataset '{dataset}' (known: "
+                                f"{', '.join(SUBMISSION_COLUMNS)})")
     spec = get_spec(dataset)
     if dataset == "melanoma":
         values = [f"{p:.6f}" for p in (scores[:, 1] if scores.ndim == 2 else scores)]
@@ -182,54 +235,81 @@ def write_submission(path: Path, dataset: str, ids: np.ndarray, scores: np.ndarr
     records.atomic_write_text(path, buffer.getvalue())
 
 
+def check_arguments(args, spec) -> None:
+    """Everything about the command line that can be wrong, before any data or model is touched."""
+    if args.model and not args.weights:
+        raise errors.UsageError("--model needs --weights: the fine-tuned weights file to evaluate")
+    if args.from_predictions and (args.tta != "none" or args.submission or args.model):
+        raise errors.UsageError("--from-predictions reuses the runs' saved predictions; --tta, --submission and "
+                                "--model need a model")
+    if args.tta == "flips" and not (spec.hflip or spec.vflip):
+        raise errors.UsageError(f"--tta flips: {spec.name} is trained without flips, so there is no flipped view "
+                                f"to average (the scores would equal --tta none)")
+    if args.tta == "dihedral" and not (spec.hflip and spec.vflip):
+        raise errors.UsageError(f"--tta dihedral: {spec.name} is not trained with both flips, so rotated views "
+                                f"are new to it")
+    if args.submission and not args.test_dir:
+        raise errors.UsageError("--submission needs --test-dir (the competition's unlabeled test images)")
+
+
+def wanted_splits(args, runs: list[tuple[Path, dict]], spec) -> tuple[str | None, list[str]]:
+    """(the selection split, the splits to score): the runs' own, or the dataset's for --model."""
+    dataset = runs[0][1]["dataset"] if runs else {}
+    selection = dataset.get("selection_split", spec.selection_split) if runs else spec.selection_split
+    reported = ([dataset.get("report_split")] + list(dataset.get("extra_splits") or [])) if runs else \
+        [spec.report_split, *spec.extra_splits]
+    return selection, args.split or [s for s in dict.fromkeys([selection, *reported]) if s]
+
+
+def check_split_names(wanted: list[str], available, where: str) -> None:
+    unknown = [split for split in wanted if split not in available]
+    if unknown:
+        raise errors.UsageError(f"--split {' '.join(unknown)}: not in {where} (it has {', '.join(available) or 'none'})")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.runs and not args.model:
-        raise SystemExit("give run folders, or --dataset, --model and --weights")
-    runs = [run_paths(arg) for arg in args.runs]
+        raise errors.UsageError("give runs (runs/<run_id>, a run id or a folder of runs), or --dataset, --model and "
+                                "--weights")
+    runs = find_runs(args.runs, args.runs_dir)
     datasets = {record["config"]["dataset"] for _, record in runs} | ({args.dataset} if args.model else set())
-    if len(datasets) != 1 or None in datasets:
-        raise SystemExit(f"all runs must be on one dataset; got {sorted(map(str, datasets))}")
+    if len(datasets) > 1:
+        raise errors.UsageError(f"all runs must be on one dataset; got {', '.join(sorted(map(str, datasets)))}")
+    if None in datasets:
+        raise errors.UsageError("--model needs --dataset: the dataset its weights were fine-tuned on")
     spec = get_spec(datasets.pop())
+    check_arguments(args, spec)
     task, num_classes = spec.task, spec.num_classes
-    if args.tta == "dihedral" and not (spec.hflip and spec.vflip):
-        raise SystemExit(f"--tta dihedral: {spec.name} is not trained with both flips, so rotated views are new to it")
-    report_split = spec.report_split if not runs else runs[0][1]["dataset"].get("report_split")
-    wanted = args.split or [spec.selection_split] + ([report_split] if report_split else [])
+    selection, wanted = wanted_splits(args, runs, spec)
     name = evaluation_name(args, args.runs or [f"{args.model}-{Path(args.weights or 'none').stem}"])
     out = Path(args.out) / name
 
-    needed = list(dict.fromkeys([spec.selection_split, *wanted]))  # thresholds are fit on the selection split
+    needed = [s for s in dict.fromkeys([selection, *wanted]) if s]  # thresholds are fit on the selection split
     members: dict[str, dict[str, dict]] = {}  # member name -> split -> predictions
     test_predictions: dict[str, dict] = {}    # member name -> predictions on the unlabeled Kaggle test images
     if args.from_predictions:
-        if args.tta != "none" or args.submission or args.model:
-            raise SystemExit("--from-predictions reuses saved runs' predictions; --tta, --submission and --model "
-                             "need a model")
         for record_path, record in runs:
-            members[member_name(record["run_id"], members)] = {
+            check_split_names(needed, list(record.get("predictions") or {}), f"{record_path}'s saved predictions")
+        for record_path, record in runs:
+            members[member_name(record_path, record, members)] = {
                 split: load_predictions(record_path, record, split) for split in needed}
     else:
+        samples, split_indices = open_run_data(runs, spec, args)
+        check_split_names(needed, list(split_indices), "the split file")
         accelerator = Accelerator()
-        config = runs[0][1]["config"] if runs else {}
-        options = ({"channels": config.get("channels", args.channels), "composite_dir": config.get("composite_dir")}
-                   if spec.name == "hpa" else {})
-        samples = open_dataset(spec.name, args.root or config.get("root"), **options)
-        recorded_split = runs[0][1]["dataset"]["split_file"] if runs else None
-        split_indices, split_path, split_sha = splits.resolve_split(samples, args.split_file or recorded_split)
-        for _, record in runs:
-            if record["dataset"]["split_sha256"] != split_sha:
-                raise SystemExit(f"{split_path}: SHA-256 {split_sha[:12]}... differs from the one run "
-                                 f"{record['run_id']} was trained with ({record['dataset']['split_sha256'][:12]}...)")
-        loaded = [load_run_model(p, r, accelerator) + (r["run_id"],) for p, r in runs]
+        loaded, taken = [], set()
+        for record_path, record in runs:
+            member = member_name(record_path, record, taken)
+            taken.add(member)
+            loaded.append((*load_run_model(record_path, record, accelerator), member))
         if args.model:
-            if not args.weights:
-                raise SystemExit("--model needs --weights: the fine-tuned weights file to evaluate")
             model, info = networks.create_model(args.model, 1 if args.head == "regression" else num_classes,
-                                              weights=args.weights, pool=args.pool, in_chans=samples.num_channels)
+                                                weights=args.weights, pool=args.pool, in_chans=samples.num_channels)
             if info["head"] != "from file":
-                raise SystemExit(f"{args.weights}: its head does not fit {num_classes if args.head != 'regression' else 1}"
-                                 f" outputs of {spec.name}, so the model would score a random head")
+                raise errors.DataError(f"{args.weights}: its head does not fit the "
+                                       f"{num_classes if args.head != 'regression' else 1} outputs of {spec.name} "
+                                       f"(--head {args.head}), so the model would score a random head")
             info["mean"], info["std"] = models.normalization(args.model, args.normalize)
             img_size = models.input_size(args.model, spec.name, args.img_size)
             loaded.append((accelerator.prepare(model), info, args.head == "regression", img_size, name))
@@ -237,7 +317,6 @@ def main(argv: list[str] | None = None) -> int:
         test_scorer = (Scorer(open_unlabeled(spec, Path(args.test_dir), samples.num_channels), {}, args, accelerator)
                        if args.test_dir else None)
         for model, info, regression, img_size, member in loaded:
-            member = member_name(member, members)
             members[member] = {split: scorer.predict(model, info, regression, img_size, split) for split in needed}
             if test_scorer:
                 test_predictions[member] = test_scorer.predict(model, info, regression, img_size, "test")
@@ -246,16 +325,15 @@ def main(argv: list[str] | None = None) -> int:
         names = list(members)
         for split in needed:
             if any(not np.array_equal(members[n][split]["ids"], members[names[0]][split]["ids"]) for n in names):
-                raise SystemExit(f"cannot ensemble: the runs' '{split}' predictions are not of the same images "
-                                 f"(trained on different split files?)")
+                raise errors.DataError(f"cannot ensemble: the runs' '{split}' predictions are not of the same "
+                                       f"images (trained on different split files?)")
         members["ensemble"] = {split: {**members[names[0]][split],
                                        "scores": np.mean([members[n][split]["scores"] for n in names], axis=0)}
                                for split in needed}
         if test_predictions:
             test_predictions["ensemble"] = {**test_predictions[names[0]], "scores": np.mean(
                 [test_predictions[n]["scores"] for n in names], axis=0)}
-    members = {member: with_decision(task, num_classes, spec.selection_split, by_split)
-               for member, by_split in members.items()}
+    members = {member: with_decision(task, num_classes, selection, by_split) for member, by_split in members.items()}
 
     results = {}
     for member, by_split in members.items():
@@ -265,11 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                                       p["thresholds"], task)
     if args.submission:
         chosen = "ensemble" if "ensemble" in members else next(iter(members))
-        if chosen not in test_predictions:
-            raise SystemExit("--submission needs --test-dir (the competition's unlabeled test images)")
         test = test_predictions[chosen]
         write_submission(Path(args.submission), spec.name, test["ids"], test["scores"],
-                         members[chosen][spec.selection_split]["thresholds"])
+                         members[chosen][needed[0]]["thresholds"])
         print(f"submission ({chosen}) -> {args.submission}")
 
     evaluation = {"schema_version": records.SCHEMA_VERSION, "name": name, "dataset": spec.name, "task": task,
@@ -288,4 +364,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    errors.run_main("evaluate.py", main)

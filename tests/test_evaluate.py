@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+import errors
 import evaluate
 import metrics
 import records
@@ -53,20 +54,48 @@ def test_model_evaluation_without_tta_equals_the_runs_own_predictions(complete_r
     np.testing.assert_allclose(again["scores"], saved["scores"], atol=1e-5)
 
 
-def test_ensemble_of_a_run_with_itself_equals_the_run(complete_run, tmp_path):
+def test_ensemble_of_a_run_with_its_copy_equals_the_run(complete_run, tmp_path):
     folder, record = run_folder(complete_run)
-    run_evaluate(str(folder), str(folder), "--from-predictions", "--out", str(tmp_path))
-    results = evaluation(tmp_path)["results"]
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy / f"{record['run_id']}-copy")
+    records.atomic_write_json(copy / f"{record['run_id']}-copy.json", {**record, "run_id": f"{record['run_id']}-copy",
+                              "predictions": {k: v.replace(record["run_id"], f"{record['run_id']}-copy")
+                                              for k, v in record["predictions"].items()}})
+    run_evaluate(str(folder), str(copy), "--from-predictions", "--out", str(tmp_path / "evals"))
+    results = evaluation(tmp_path / "evals")["results"]
     assert results["ensemble"]["val"] == results[record["run_id"]]["val"]
 
 
-def test_flip_tta_runs_and_changes_only_what_flips_change(complete_run, tmp_path, monkeypatch):
+def test_the_same_run_twice_is_refused_not_weighed_double(complete_run, tmp_path):
     folder, record = run_folder(complete_run)
-    monkeypatch.chdir(complete_run[0])
-    run_evaluate(str(folder), "--tta", "flips", "--out", str(tmp_path))
-    result = evaluation(tmp_path)
-    assert result["tta"] == "flips"
-    assert 0.0 <= result["results"][record["run_id"]]["val"]["accuracy"]["value"] <= 1.0
+    with pytest.raises(errors.UsageError, match="given twice"):
+        evaluate.main([str(folder), str(folder.parent / f"{record['run_id']}.json"), "--from-predictions",
+                       "--out", str(tmp_path)])
+
+
+def test_a_bare_run_id_or_a_folder_of_runs(complete_run, tmp_path, monkeypatch):
+    folder, record = run_folder(complete_run)
+    monkeypatch.chdir(complete_run[0])  # where runs/ is
+    run_evaluate(record["run_id"], "--from-predictions", "--out", str(tmp_path / "by-id"))
+    run_evaluate(str(folder.parent), "--from-predictions", "--out", str(tmp_path / "by-folder"))
+    assert evaluation(tmp_path / "by-id")["results"] == evaluation(tmp_path / "by-folder")["results"]
+    with pytest.raises(errors.DataError, match="no-such-run"):
+        evaluate.main(["no-such-run", "--from-predictions"])
+
+
+def test_evaluation_from_another_folder_finds_the_runs_data(complete_run, tmp_path, monkeypatch):
+    """The record keeps its data paths as they resolved, so the cwd does not matter (issue 15.5)."""
+    folder, record = run_folder(complete_run)
+    monkeypatch.chdir(tmp_path)
+    run_evaluate(str(folder), "--out", str(tmp_path / "evals"))
+    result = evaluation(tmp_path / "evals")["results"][record["run_id"]]["val"]
+    assert result["accuracy"]["value"] == pytest.approx(record["best"]["metrics"]["val_accuracy"])
+
+
+def test_flip_tta_is_refused_where_the_dataset_has_no_flips(complete_run, tmp_path):
+    folder, _ = run_folder(complete_run)  # digits, like EuroSAT, is trained without flips
+    with pytest.raises(errors.UsageError, match="trained without flips"):
+        evaluate.main([str(folder), "--tta", "flips", "--out", str(tmp_path)])
 
 
 def test_refuses_a_run_that_is_not_complete(complete_run, tmp_path):
@@ -75,7 +104,7 @@ def test_refuses_a_run_that_is_not_complete(complete_run, tmp_path):
     copy.mkdir()
     broken = dict(record, status="running")
     records.atomic_write_json(copy / f"{record['run_id']}.json", broken)
-    with pytest.raises(SystemExit, match="status is 'running'"):
+    with pytest.raises(errors.DataError, match="status is 'running'"):
         evaluate.main([str(copy / record["run_id"])])
 
 
@@ -115,17 +144,20 @@ def test_submission_end_to_end_on_an_unlabeled_aptos_folder(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     submission = tmp_path / "submission.csv"
     run_evaluate(str(out / record["run_id"]), "--submission", str(submission), "--test-dir", str(test_dir),
-                 "--out", str(tmp_path / "evals"))
+                 "--out", str(tmp_path / "evals"), "--tta", "flips")
+    assert evaluation(tmp_path / "evals")["tta"] == "flips"
     lines = submission.read_text().splitlines()
     assert lines[0] == "id_code,diagnosis" and len(lines) == 6
     assert [l.split(",")[0] for l in lines[1:]] == sorted(p.stem for p in test_dir.iterdir())
 
 
-def test_unknown_split_is_an_error_not_the_whole_dataset(complete_run, tmp_path, monkeypatch):
+def test_unknown_split_is_an_error_before_any_model_runs(complete_run, tmp_path, monkeypatch):
     folder, _ = run_folder(complete_run)
-    monkeypatch.chdir(complete_run[0])
-    with pytest.raises(SystemExit, match="split 'tset' is empty or not in the split file"):
-        evaluate.main([str(folder), "--split", "tset", "--workers", "0", "--out", str(tmp_path)])
+    monkeypatch.setattr(evaluate, "load_run_model", lambda *a: pytest.fail("a model was loaded before the check"))
+    with pytest.raises(errors.UsageError, match=r"--split tset: not in the split file \(it has train, val\)"):
+        evaluate.main([str(folder), "--split", "val", "tset", "--workers", "0", "--out", str(tmp_path)])
+    with pytest.raises(errors.UsageError, match="--split tset: not in .*saved predictions"):
+        evaluate.main([str(folder), "--split", "tset", "--from-predictions", "--out", str(tmp_path)])
 
 
 def test_runs_on_different_images_are_not_ensembled(complete_run, tmp_path):
@@ -137,7 +169,7 @@ def test_runs_on_different_images_are_not_ensembled(complete_run, tmp_path):
     records.write_predictions(predictions, saved["ids"][::-1], saved["labels"][::-1], saved["scores"][::-1],
                               saved["thresholds"], saved["task"])
     records.atomic_write_json(other / f"{record['run_id']}.json", record)
-    with pytest.raises(SystemExit, match="not of the same images"):
+    with pytest.raises(errors.DataError, match="not of the same images"):
         evaluate.main([str(folder), str(other / record["run_id"]), "--from-predictions", "--out", str(tmp_path)])
 
 
@@ -146,9 +178,9 @@ def test_model_mode_needs_weights_whose_head_fits(complete_run, tmp_path, monkey
     monkeypatch.chdir(complete_run[0])
     base = ["--dataset", "digits", "--model", record["config"]["model"], "--split-file", record["dataset"]["split_file"],
             "--workers", "0", "--out", str(tmp_path)]
-    with pytest.raises(SystemExit, match="--model needs --weights"):
+    with pytest.raises(errors.UsageError, match="--model needs --weights"):
         evaluate.main(base)
-    with pytest.raises(SystemExit, match="head does not fit"):
+    with pytest.raises(errors.DataError, match="head does not fit"):
         evaluate.main([*base, "--weights", str(folder / "best.safetensors"), "--head", "regression"])
     run_evaluate(*base, "--weights", str(folder / "best.safetensors"), "--img-size", "16")
     result = next(iter(evaluation(tmp_path)["results"].values()))["val"]
