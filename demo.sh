@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The offline demo: fine-tune three small models on scikit-learn's bundled digits (random weights, 2 epochs each),
-# then analyse the runs as the paper does. About two minutes on a 2-core CPU; writes runs/ and reports/.
+# The offline demo: three ImageNet architectures of different ImageNet top-1 (ShuffleNetV2 x0.5 60.6%, ResNet-18
+# 69.8%, EfficientNet-B0 77.7%) fine-tuned on scikit-learn's bundled digits from random weights (no download:
+# AdamW, 6 epochs, batch 64), then analysed as the paper analyses its study (best configuration per model, trend
+# against ImageNet top-1, figures). Every model ends well above chance (10%). Writes demo/runs/ and demo/report/
+# (report.md, figures/), apart from your own runs/. A few minutes on a 2-core CPU; rerunning skips finished runs.
 set -euo pipefail
 cd "$(dirname "$0")"
-for model in resnet18 mobilenet_v3_small shufflenet_v2_x0_5; do
+for model in shufflenet_v2_x0_5 resnet18 efficientnet_b0; do
   accelerate launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-    train.py --dataset digits --model "$model" --weights random --epochs 2
+    train.py --dataset digits --model "$model" --weights random --epochs 6 --batch-size 64 \
+    --optimizer adamw --lr 1e-3 --wd 1e-4 --out demo/runs
 done
-python analyze.py runs/*.json --out reports/demo
+python analyze.py demo/runs --out demo/report
+echo "demo: report in demo/report/report.md"

@@ -204,7 +204,7 @@ def train_one_epoch(runs: list, loader, accelerator, outputs: Outputs, model_inp
     started = time.perf_counter()
     last = len(loader) + start_step
     bar = tqdm(total=last, initial=start_step, desc=f"epoch {epoch} train", leave=False,
-               disable=not accelerator.is_local_main_process)
+               disable=progress_bar_off(accelerator))
     step, stopped_at = start_step, None
     for batch in loader:
         step += 1
@@ -233,6 +233,12 @@ def train_one_epoch(runs: list, loader, accelerator, outputs: Outputs, model_inp
     if stopped_at is not None:
         totals["stopped_at"] = stopped_at
     return totals
+
+
+def progress_bar_off(accelerator) -> bool | None:
+    """Bars on the main process's terminal only: None lets tqdm turn them off when the output is a file (logs of
+    grid.py and Slurm jobs would otherwise fill with carriage-return lines)."""
+    return None if accelerator.is_local_main_process else True
 
 
 def look_at_losses(runs: list, accelerator, epoch: int, step: int, stop: bool) -> bool:
@@ -268,7 +274,7 @@ def predict(models: list, loader, accelerator, outputs: Outputs, model_input: Ca
     for model in models:
         model.eval()
     indices, scores, bad_indices = [], [[] for _ in models], []
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+    for batch in tqdm(loader, desc=desc, leave=False, disable=progress_bar_off(accelerator)):
         bad_indices += batch["bad_indices"]
         if not check_batch(batch):
             continue
