@@ -33,6 +33,7 @@ import errors
 import grid_estimate
 import grid_run
 import grid_slurm
+import models
 import records
 from grid_state import (AXES, FINISHED, Entry, best_value, epochs_done, live_holder, read_log, read_manifest,
                         read_record, selection_key, write_manifest)
@@ -95,6 +96,9 @@ def plan(datasets: list[str], model_names: list[str], seeds: list[int], blocks: 
          passthrough: list[str]) -> list[Entry]:
     """Every run of the grid, as train.plan_runs makes them (the dataset and split are opened, nothing trained)."""
     import train  # torch: only planning needs it
+    groups = {entry.group for entry in models.REGISTRY.values()}
+    model_names = [name for given in model_names for name in
+                   ([n for n, e in models.REGISTRY.items() if e.group == given] if given in groups else [given])]
     for flag, instead in RESERVED.items():
         if any(token == flag or token.startswith(flag + "=") for token in passthrough):
             raise errors.UsageError(f"{flag} is set by the grid; use {instead}")
@@ -316,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("plan", help="write the manifest of a grid and print its train.py commands", **options)
     p.add_argument("--datasets", nargs="+", required=True, help="datasets from the registry in data/")
-    p.add_argument("--models", nargs="+", required=True, help="models from models.py (or timm names)")
+    p.add_argument("--models", nargs="+", required=True, help="models from models.py (or timm names), or a group of "
+                                                             "its registry: testbed (the paper's 19), clip, later")
     p.add_argument("--grid", default="paper", help="'paper' (60 configurations), 'product' (exactly the values "
                                                    "given below) or a JSON file of blocks")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds: one run of each configuration per seed")

@@ -19,6 +19,7 @@ import ctypes
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,7 +46,6 @@ class Slot:
     name: str
     gpus: list[str]          # CUDA_VISIBLE_DEVICES of this slot; empty: leave the environment's devices alone
     processes: int = 1       # > 1: accelerate launch --multi_gpu --num_processes N
-    port: int = 29500
 
 
 @dataclass
@@ -63,11 +63,11 @@ def make_slots(gpus: str | None, slots: int, gpus_per_run: int) -> list[Slot]:
         ids = [g.strip() for g in gpus.split(",") if g.strip()]
         if len(ids) < gpus_per_run or len(ids) % gpus_per_run:
             raise errors.UsageError(f"--gpus {gpus}: {len(ids)} GPU(s) cannot be shared out in runs of --gpus-per-run {gpus_per_run}")
-        return [Slot(f"gpu {','.join(ids[i:i + gpus_per_run])}", ids[i:i + gpus_per_run], gpus_per_run, 29500 + i)
+        return [Slot(f"gpu {','.join(ids[i:i + gpus_per_run])}", ids[i:i + gpus_per_run], gpus_per_run)
                 for i in range(0, len(ids), gpus_per_run)]
     if slots < 1:
         raise errors.UsageError(f"--slots {slots}: give at least 1")
-    return [Slot(f"slot {i}", [], gpus_per_run, 29500 + i * 8) for i in range(slots)]
+    return [Slot(f"slot {i}", [], gpus_per_run) for i in range(slots)]
 
 
 def form_packs(candidates: list[Entry], size: int) -> list[list[Entry]]:
@@ -104,8 +104,11 @@ def pack_argv(entries: list[Entry], until_epoch: int | None) -> list[str]:
 
 def command(slot: Slot, argv: list[str]) -> list[str]:
     if slot.processes > 1:
+        with socket.socket() as s:  # a free port for this run's processes to meet on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
         return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-                str(slot.processes), "--main_process_port", str(slot.port), str(TRAIN_PY), *argv]
+                str(slot.processes), "--main_process_port", str(port), str(TRAIN_PY), *argv]
     return [sys.executable, str(TRAIN_PY), *argv]
 
 
@@ -194,9 +197,9 @@ class Runner:
         key = (entry.model, entry.config["img_size"], entry.config["batch_size"], entry.config["optimizer"])
         if key not in self.pack_sizes:
             memory = gpu_memory(slot)
-            precision = "no" if entry.config.get("precision") == "no" else "bf16"
+            precision = "fp32" if entry.config.get("precision") == "no" else "bf16"
             self.pack_sizes[key] = 1 if memory is None else grid_estimate.auto_pack_size(
-                entry.config, "bf16" if precision == "bf16" else "fp32", memory, self.measured)
+                entry.config, precision, memory, self.measured)
         return self.pack_sizes[key]
 
     def take_next(self, slot: Slot) -> Launch | None:
@@ -221,7 +224,7 @@ class Runner:
     # -- starting and ending runs --
     def start(self, launch: Launch) -> None:
         first = launch.entries[0]
-        argv = pack_argv(launch.entries, launch.until_epoch)
+        argv = command(launch.slot, pack_argv(launch.entries, launch.until_epoch))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if launch.slot.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(launch.slot.gpus)
@@ -231,9 +234,9 @@ class Runner:
         for e in launch.entries:
             log_event(e, event="start", from_epoch=epochs_done(read_record(e)), until_epoch=launch.until_epoch,
                       pack=[m.run_id for m in launch.entries], slot=launch.slot.name, output=str(output),
-                      command=command(launch.slot, argv))
+                      command=argv)
         with open(output, "a", encoding="utf-8") as log:
-            launch.process = subprocess.Popen(command(launch.slot, argv), cwd=first.cwd, env=env, stdout=log,
+            launch.process = subprocess.Popen(argv, cwd=first.cwd, env=env, stdout=log,
                                               stderr=subprocess.STDOUT, start_new_session=True,
                                               preexec_fn=die_with_parent)
         for e in launch.entries:
@@ -246,10 +249,10 @@ class Runner:
         for e in launch.entries:
             record = read_record(e)
             state = (record or {}).get("status")
-            if status in STOPPED or self.stop_signal:
-                outcome = "stopped"
-            elif state in FINISHED or (launch.until_epoch and epochs_done(record) >= launch.until_epoch):
+            if state in FINISHED or (launch.until_epoch and epochs_done(record) >= launch.until_epoch):
                 outcome = state
+            elif status in STOPPED or self.stop_signal:
+                outcome = "stopped"
             else:
                 outcome = "failed"
                 self.failures[e.run_id] += 1

@@ -379,3 +379,22 @@ def test_auto_pack_fills_a_fast_models_gpu_within_its_memory():
     one = grid_estimate.config_memory_bytes("alexnet", 256, 128, "bf16", "sgd")
     assert grid_estimate.auto_pack_size(config, "bf16", int(3.5 * one / 0.8)) == 3  # memory-bound
     assert grid_estimate.auto_pack_size({**config, "model": "resnet152"}, "bf16", 141 * 2**30) == 1  # GPU-bound
+
+
+# --- studies -------------------------------------------------------------------------------------------------------
+
+def test_a_study_script_runs_its_grid_then_the_analysis(tmp_path):
+    from data.synthetic import write_fixture
+    write_fixture("cifar10", tmp_path / "datasets" / "cifar10", per_class=4)
+    env = {**ENV, "PYTHON": sys.executable,
+           "PLAN_OPTIONS": "--models shufflenet_v2_x0_5 --grid product --lr 0.05 --weights random --epochs 1 "
+                           "--img-size 16 --batch-size 16 --workers 0"}
+    result = subprocess.run(["bash", str(REPO / "studies" / "cifar10_control.sh")], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    entries = read_manifest(tmp_path / "manifests" / "cifar10.jsonl")
+    assert [record_of(e)["status"] for e in entries] == ["complete"]
+    report = (tmp_path / "reports" / "cifar10_control" / "report.md").read_text()
+    assert "cifar10" in report and all(e.model in report for e in entries)
+    for script in sorted((REPO / "studies").glob("*.sh")):
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script
