@@ -60,11 +60,13 @@ def load_grid(name: str) -> list[dict]:
         raise errors.UsageError(f"--grid {name}: neither {', '.join(GRIDS)} nor an existing JSON file") from None
     except (OSError, json.JSONDecodeError) as error:
         raise errors.DataError(f"--grid {name}: cannot read the grid file ({error})") from error
+    numbers = ("lr", "wd")
     if not isinstance(blocks, list) or not all(isinstance(b, dict) and set(b) <= set(AXES) for b in blocks) or not all(
-            isinstance(v, list) and v for b in blocks for v in b.values()):
+            isinstance(v, list) and v and all(isinstance(x, (int, float)) == (axis in numbers) for x in v)
+            for b in blocks for axis, v in b.items()):
         raise errors.DataError(f"{name}: a grid file is a JSON list of blocks, each mapping some of "
-                               f"{', '.join(AXES)} to a non-empty list of values")
-    return blocks
+                               f"{', '.join(AXES)} to a non-empty list of values (numbers for lr and wd)")
+    return [{axis: [float(x) if axis in numbers else x for x in v] for axis, v in b.items()} for b in blocks]
 
 
 def same(a, b) -> bool:
@@ -83,8 +85,9 @@ def restrict(blocks: list[dict], wanted: dict[str, list]) -> list[dict]:
         if all(block.values()):
             result.append(block)
     for axis, values in wanted.items():
-        unknown = [w for w in values if not any(same(v, w) for b in blocks if axis in b for v in b[axis])
-                   and all(axis in b for b in blocks)]
+        if not all(axis in b for b in blocks):  # an axis the grid leaves to train.py takes the values given
+            continue
+        unknown = [w for w in values if not any(same(v, w) for b in blocks for v in b[axis])]
         if unknown:
             offered = sorted({str(v) for b in blocks for v in b.get(axis, [])})
             raise errors.UsageError(f"--{axis} {' '.join(map(str, unknown))}: not in this grid ({axis} values: "
@@ -166,7 +169,7 @@ def status_report(entries: list[Entry], stale_after: float) -> dict:
     """Per dataset x model: how many runs are in each state and the best complete configuration so far; the failed
     runs' errors; and the training time left at the speed the records measured (images/s of that model)."""
     found = {e.run_id: read_record(e) for e in entries}
-    known = [record for record in found.values() if record]
+    known = [record for record in found.values() if record]  # split sizes of the datasets
     groups: dict[tuple, dict] = {}
     speeds: dict[tuple, list[float]] = defaultdict(list)
     failed, left = [], []
@@ -178,8 +181,8 @@ def status_report(entries: list[Entry], stale_after: float) -> dict:
         group[state] += 1
         if state == "failed":
             failed.append({"run_id": entry.run_id, "error": " ".join(str(error).split())[:300]})
-        if state in ("running", "paused", "pending"):
-            left.append(entry)
+        if state in ("running", "pending") or (state == "paused" and "halving" not in record):
+            left.append(entry)  # a run halving stopped for good is not left to do
         # a packed run's images/s is its pack's; the pack trains packed_with runs at that speed at once
         speeds[(entry.dataset, entry.model)] += [h["images_per_s"] * (record.get("packed_with") or 1)
                                                  for h in (record or {}).get("history") or [] if h.get("images_per_s")]
@@ -187,16 +190,18 @@ def status_report(entries: list[Entry], stale_after: float) -> dict:
         if value is not None and (group["best"] is None or value > group["best"]["value"]):
             group["best"] = {"run_id": entry.run_id, "metric": selection_key(record), "value": value,
                              **{axis: entry.config[axis] for axis in AXES}}
-    hours, unmeasured = 0.0, 0
+    hours, unmeasured, sizes = 0.0, 0, {}
     for entry in left:
         measured = speeds[(entry.dataset, entry.model)]
-        try:
-            train, evaluated, _ = grid_estimate.split_sizes(entry.dataset, known)
-        except errors.UsageError:
-            measured = []
-        if not measured:
+        if entry.dataset not in sizes:
+            try:
+                sizes[entry.dataset] = grid_estimate.split_sizes(entry.dataset, known)
+            except errors.UsageError:
+                sizes[entry.dataset] = None
+        if not measured or not sizes[entry.dataset]:
             unmeasured += 1
             continue
+        train, evaluated, _ = sizes[entry.dataset]
         epochs = entry.config["epochs"] - epochs_done(found[entry.run_id])
         hours += grid_estimate.run_hours(train, evaluated, epochs, sum(measured) / len(measured))
     totals = {s: sum(g[s] for g in groups.values()) for s in STATES}

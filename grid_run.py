@@ -149,7 +149,8 @@ class Runner:
     halving: int | None = None
     retries: int = 1
     stale_after: float = DEFAULT_STALE_AFTER_S
-    poll_s: float = 1.0
+    poll_s: float = 0.5                  # how often running processes are checked
+    look_s: float = 5.0                  # how often the records and locks are looked at while nothing ends
     measured: dict | None = None         # --throughput
     failures: Counter = field(default_factory=Counter)
     launches: list[Launch] = field(default_factory=list)
@@ -242,6 +243,8 @@ class Runner:
         for e in launch.entries:
             add_processes(e, launch.tokens[e.run_id], [launch.process.pid])
         self.launches.append(launch)
+        if self.stop_signal:  # the signal came while it was starting
+            os.killpg(launch.process.pid, signal.SIGTERM)
         tqdm.write(f"start    {name} ({launch.slot.name})" + (f" until epoch {launch.until_epoch}"
                                                             if launch.until_epoch else ""))
 
@@ -294,39 +297,47 @@ class Runner:
                 pass
 
     def run(self) -> int:
+        """Start runs on free slots until none is left to do; 0, 1 if a run failed for good, 143 when stopped."""
         previous = {s: signal.signal(s, self.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         total = len(self.entries)
         bar = tqdm(total=total, desc="grid", unit="run", dynamic_ncols=True, disable=None)  # off without a terminal
-        last_beat = time.monotonic()
+        last_beat, last_look = time.monotonic(), -math.inf
         try:
             while True:
+                ended = False
                 for launch in list(self.launches):
                     status = launch.process.poll()
                     if status is not None:
                         self.end(launch, status)
+                        ended = True
                 if self.stop_signal:
                     if not self.launches:
                         return 143
                     time.sleep(0.2)
                     continue
-                used = {launch.slot.name for launch in self.launches}
-                for slot in self.slots:
-                    if slot.name not in used and not self.stop_signal:
-                        launch = self.take_next(slot)
-                        if launch is None:
-                            break
-                        self.start(launch)
-                left = self.unfinished()
-                bar.n = total - left
-                bar.set_postfix(running=sum(len(x.entries) for x in self.launches), failed=len(self.failed_for_good()))
-                if not left and not self.launches:
-                    break
+                # Looking at every record costs a second on a 6,840-run grid: look when a run ends, else now and then
+                # (runs held by other processes, e.g. another grid.py on the shared file system, end unseen).
+                if ended or time.monotonic() - last_look >= self.look_s:
+                    last_look = time.monotonic()
+                    used = {launch.slot.name for launch in self.launches}
+                    for slot in self.slots:
+                        if slot.name not in used and not self.stop_signal:
+                            launch = self.take_next(slot)
+                            if launch is None:
+                                break
+                            self.start(launch)
+                    left = self.unfinished()
+                    bar.n = total - left
+                    bar.set_postfix(running=sum(len(x.entries) for x in self.launches),
+                                    failed=len(self.failed_for_good()))
+                    if not left and not self.launches:
+                        break
                 if time.monotonic() - last_beat > HEARTBEAT_S:
                     for launch in self.launches:
                         for e in launch.entries:
                             touch(e)
                     last_beat = time.monotonic()
-                time.sleep(self.poll_s)  # runs left but held by other processes: wait for them too
+                time.sleep(self.poll_s)
             if self.halving:
                 self.annotate_halving()
         finally:
