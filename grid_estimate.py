@@ -157,10 +157,10 @@ def format_estimate(result: dict) -> str:
     lines += [f"{name:<12}{hours:>12,.1f}" for name, hours in result["by_dataset"].items()]
     lines += ["", f"{'model':<22}{'GPU-hours':>12}"]
     lines += [f"{name:<22}{hours:>12,.1f}" for name, hours in sorted(result["by_model"].items(), key=lambda x: -x[1])]
-    stand_ins = [s.split("; ", 1)[1] for s in result["throughput_sources"] if s.startswith(THROUGHPUT_SOURCE + "; ")]
-    others = [s for s in result["throughput_sources"] if not s.startswith(THROUGHPUT_SOURCE + "; ")]
-    lines += ["", "throughput: " + "; ".join(others + ([THROUGHPUT_SOURCE] if stand_ins and not others else []))]
-    lines += [f"  {text}" for text in stand_ins]
+    measured = [source for source in result["throughput_sources"] if not source.startswith(THROUGHPUT_SOURCE)]
+    from_table = sorted(source for source in result["throughput_sources"] if source.startswith(THROUGHPUT_SOURCE))
+    lines += ["", "throughput: " + "; ".join(measured + ([THROUGHPUT_SOURCE] if from_table else []))]
+    lines += [f"  {source.removeprefix(THROUGHPUT_SOURCE + '; ')}" for source in from_table if source != THROUGHPUT_SOURCE]
     lines += [f"sizes of {name}: train {s['train']:,}, evaluated per epoch {s['evaluated_per_epoch']:,} ({s['source']})"
               for name, s in result["split_sizes"].items()]
     return "\n".join(lines)

@@ -4,7 +4,8 @@ With factor K every configuration trains for 1/K of the epochs; the best 1/K of 
 metric so far, as the full grid's choice is made) continue for another 1/K; and so on, until the last ones reach
 all the epochs. A configuration stops with `train.py --until-epoch E` and is continued later by the same command
 without it, so the schedule (e.g. cosine over all the epochs) and the data order are those of the full run and no
-epoch is trained twice. A configuration that diverges or fails is out of the race.
+epoch is trained twice. A configuration that diverges or fails is out of the race, and the next best of the rung
+where it was chosen takes its place.
 
 Everything here is computed from the run records alone, so a halving interrupted at any point continues where it
 was, and `halving_outcome` can replay the decisions on the records of a finished full grid (benchmarks/halving.py).
@@ -81,9 +82,10 @@ def halving_outcome(members: list[Entry], full_records: dict[str, dict], factor:
     """Replay the halving on the records of a finished full grid (valid because a resumed run equals an
     uninterrupted one): the configuration it selects, the full grid's, and the epochs each trains."""
     def truncated(record: dict, epoch: int) -> dict:
+        """The record as a run stopped at `epoch` would have it (a run diverging later is paused there)."""
         history = [e for e in record["history"] if e["epoch"] <= epoch]
-        status = record["status"] if epochs_done(record) <= epoch else "paused"
-        return {**record, "history": history, "status": status}
+        ended = record.get("diverged_epoch") or epochs_done(record)
+        return {**record, "history": history, "status": record["status"] if ended <= epoch else "paused"}
 
     state = halving_state(members, {}, factor, set())
     found: dict[str, dict] = {}

@@ -31,6 +31,7 @@ import records
 
 AXES = ("optimizer", "schedule", "lr", "wd")  # train.py's flags that may take several values (a product)
 FINISHED = ("complete", "diverged")           # train.py skips a run in these states
+CONFIG_KEYS = ("dataset", "model", "out", "epochs", "img_size", "batch_size", *AXES)  # what grid.py reads
 HEARTBEAT_S = 60
 DEFAULT_STALE_AFTER_S = 600
 
@@ -115,7 +116,9 @@ def read_manifest(path: str | Path) -> list[Entry]:
         try:
             item = json.loads(line)
             entry = Entry(item["run_id"], tuple(item["argv"]), item["cwd"], item["config"])
-            entry.out, entry.axes  # noqa: B018 (checks the config's fields)
+            missing = [key for key in CONFIG_KEYS if key not in entry.config]
+            if missing:
+                raise KeyError(f"config lacks {', '.join(missing)}")
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise errors.DataError(f"{path}, line {number}: not a manifest line ({type(error).__name__}: {error}); "
                                    "write the manifest again with `grid.py plan`") from error

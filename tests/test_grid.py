@@ -19,8 +19,8 @@ import grid
 import grid_estimate
 import records
 from conftest import REPO
-from grid_halving import halving_state, rung_epochs
-from grid_run import form_packs, pack_argv
+from grid_halving import halving_outcome, halving_state, rung_epochs
+from grid_run import command, form_packs, make_slots, pack_argv
 from grid_state import (Entry, acquire, flag_values, live_holder, lock_path, read_log, read_manifest, release,
                         without_flags)
 from slurm_local import Unavailable, start_cluster
@@ -145,6 +145,15 @@ def test_packs_are_rectangular_products_of_the_pending_configurations():
     assert sorted(len(p) for p in form_packs(pending, 5)) == [4, 4, 5, 5]  # 1 x 4 twice (one wd done), 1 x 5 twice
     assert pack_argv(full[:2], 10)[-2:] == ["--until-epoch", "10"]
 
+    slots = make_slots("0,1,2,3", 1, 2)  # two runs at a time, each on two GPUs through accelerate launch
+    assert [(slot.gpus, slot.processes) for slot in slots] == [(["0", "1"], 2), (["2", "3"], 2)]
+    launch = command(slots[1], ["--lr", "0.1"])
+    assert launch[1:6] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    assert launch[-3:] == [str(REPO / "train.py"), "--lr", "0.1"]
+    assert command(make_slots(None, 3, 1)[2], ["--lr", "0.1"]) == [sys.executable, str(REPO / "train.py"), "--lr", "0.1"]
+    with pytest.raises(errors.UsageError, match="--gpus-per-run 2"):
+        make_slots("0,1,2", 1, 2)
+
 
 # --- locks and halving rules ---------------------------------------------------------------------------------------
 
@@ -196,6 +205,16 @@ def test_halving_keeps_the_best_share_of_each_rung():
     assert state.annotation(members[1], 3) == {"factor": 3, "rung_epochs": [10, 20, 30], "group_size": 6,
                                                "survivors": [6, 2, 1], "trained_to_epoch": 10, "selected": False}
 
+    # replayed on a finished full grid of 4 configurations x 4 epochs, factor 2 (rungs at epochs 2 and 4)
+    four = [Entry(f"q{i}", (), "/x", {"out": "runs", "epochs": 4}) for i in range(4)]
+    full = {"q0": record("q0", 4, [0.5, 0.6, 0.7, 0.9], "complete"),   # slow starter: the full grid's choice
+            "q1": record("q1", 4, [0.6, 0.7, 0.7, 0.8], "complete"),
+            "q2": record("q2", 4, [0.7, 0.75, 0.75, 0.75], "complete"),
+            "q3": {**record("q3", 2, [0.8]), "status": "diverged", "diverged_epoch": 3}}  # best at 2, diverges at 3
+    outcome = halving_outcome(four, full, 2)
+    # epoch 2 keeps q3 and q2; q3 diverges on its way to epoch 4, so q1, next best at epoch 2, takes its place
+    assert outcome == {"full_choice": "q0", "halving_choice": "q1", "full_epochs": 16, "halving_epochs": 2 + 2 + 4 + 4}
+
 
 # --- run -----------------------------------------------------------------------------------------------------------
 
@@ -226,6 +245,7 @@ def test_grid_killed_half_way_and_restarted_trains_every_run_once(split_file, tm
     report = status_json(tmp_path)
     assert report["totals"] == {"complete": 4, "running": 0, "paused": 0, "diverged": 0, "failed": 0, "pending": 0}
     assert grid_py(["status"], tmp_path).stdout.splitlines()[-3].split()[1:7] == ["4", "0", "0", "0", "0", "0"]
+    assert json.loads(grid_py(["status", "runs", "--json"], tmp_path).stdout)["totals"] == report["totals"]
     assert not list((tmp_path / "runs" / ".grid" / "locks").glob("*.lock"))
     assert not any((tmp_path / "runs" / e.run_id / "best.safetensors").exists() for e in entries)
     assert not any((tmp_path / "runs" / e.run_id / "state").exists() for e in entries)
