@@ -44,7 +44,8 @@ GRIDS = {  # the paper's 60 configurations (Section 3 and the authors' code)
               {"optimizer": ["adamw"], "schedule": ["cosine"], "lr": [1e-2, 1e-3, 1e-4, 1e-5], "wd": WEIGHT_DECAYS}],
     "product": [{}],  # exactly the values given by --optimizer/--schedule/--lr/--wd (train.py's default otherwise)
 }
-RESERVED = {"--dataset": "--datasets", "--model": "--models", "--seed": "--seeds", "--until-epoch": "grid.py run --halving"}
+RESERVED = {"--dataset": "--datasets", "--model": "--models", "--seed": "--seeds",
+            "--until-epoch": "grid.py run --halving"}
 DEFAULT_MANIFEST = "grid.jsonl"
 STATES = ("complete", "running", "paused", "diverged", "failed", "pending")
 

@@ -62,7 +62,8 @@ def make_slots(gpus: str | None, slots: int, gpus_per_run: int) -> list[Slot]:
     if gpus:
         ids = [g.strip() for g in gpus.split(",") if g.strip()]
         if len(ids) < gpus_per_run or len(ids) % gpus_per_run:
-            raise errors.UsageError(f"--gpus {gpus}: {len(ids)} GPU(s) cannot be shared out in runs of --gpus-per-run {gpus_per_run}")
+            raise errors.UsageError(f"--gpus {gpus}: {len(ids)} GPU(s) cannot be shared out in runs of "
+                                    f"--gpus-per-run {gpus_per_run}")
         return [Slot(f"gpu {','.join(ids[i:i + gpus_per_run])}", ids[i:i + gpus_per_run], gpus_per_run)
                 for i in range(0, len(ids), gpus_per_run)]
     if slots < 1:
@@ -351,5 +352,6 @@ def entries_with_ids(entries: list[Entry], run_ids: list[str]) -> list[Entry]:
     known = {e.run_id: e for e in entries}
     missing = [r for r in run_ids if r not in known]
     if missing:
-        raise errors.UsageError(f"--runs: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} not in the manifest")
+        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise errors.UsageError(f"--runs: {shown} not in the manifest; plan again or check the ids")
     return [known[r] for r in run_ids]
