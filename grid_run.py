@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -31,11 +32,11 @@ from tqdm.auto import tqdm
 
 import errors
 import grid_estimate
+import records
 from grid_halving import halving_state
 from grid_state import (AXES, DEFAULT_STALE_AFTER_S, FINISHED, HEARTBEAT_S, Entry, acquire, add_processes,
-                        epochs_done, flag_values, grid_folder, live_holder, log_event, read_record, release, touch,
-                        without_flags)
-import records
+                        epochs_done, flag_values, grid_folder, live_holder, log_event, now, read_record, release,
+                        touch, without_flags)
 
 TRAIN_PY = Path(__file__).resolve().parent / "train.py"
 STOPPED = (143, -signal.SIGTERM)  # train.py's status after saving a mid-epoch state on SIGTERM
@@ -238,6 +239,9 @@ class Runner:
                       pack=[m.run_id for m in launch.entries], slot=launch.slot.name, output=str(output),
                       command=argv)
         with open(output, "a", encoding="utf-8") as log:
+            log.write(f"--- grid.py {now()} {launch.slot.name}: {' '.join(e.run_id for e in launch.entries)}\n"
+                      f"{shlex.join(argv)}\n")
+            log.flush()
             launch.process = subprocess.Popen(argv, cwd=first.cwd, env=env, stdout=log,
                                               stderr=subprocess.STDOUT, start_new_session=True,
                                               preexec_fn=die_with_parent)
