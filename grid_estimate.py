@@ -1,0 +1,207 @@
+"""What a grid costs: GPU-hours and wall-clock from per-model training throughput, and how many configurations to
+pack into one process (grid.py estimate, grid.py run --pack auto).
+
+Time of one run = train images x epochs / training rate + evaluated images x epochs / (EVAL_SPEEDUP x training
+rate). The training rate comes from, in this order:
+  1. --throughput FILE, written by `benchmarks/train_throughput.py --json FILE` on the user's own machine: train.py's
+     end-to-end images/s for that model and precision;
+  2. THROUGHPUT below: one H200's model-alone ceilings (batch 128, bf16 autocast + channels-last, or fp32; from the
+     project's reference measurement gpu-baseline.md), times TRAIN_PY_EFFICIENCY, the share of that ceiling train.py
+     reached end to end (0.77 for ResNet-50 on that H200, project at a799033, reference gpu-2026-11-27.md);
+  3. for a testbed model that table lacks, its stand-in's figure (STAND_INS: the same family's nearest measured
+     model), divided by the ratio of their multiply-adds per pixel when the model is larger; a smaller model keeps
+     the stand-in's figure (small networks are held back by memory traffic and kernel launches, not arithmetic),
+     so the rule errs on the slow side.
+Rates scale with the pixel count when a run's input size differs from the measured one. The estimate assumes the
+input path keeps up (the prepared cache, and packing for the small models), as issue 11's work aims at.
+
+Train and evaluated sizes come from a run record of the dataset when one exists (dataset.split_sizes), else from
+KNOWN_SIZES: the paper's splits of the real datasets (see the notes there).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import errors
+import models
+from data import get_spec
+
+# model -> (input size, fp32 img/s, bf16 channels-last img/s): one H200, batch 128, random weights, synthetic input
+# on the GPU, SGD step included (gpu-baseline.md).
+THROUGHPUT_SOURCE = "H200 model-alone ceilings (gpu-baseline.md) x train.py efficiency 0.77 (gpu-2026-11-27.md)"
+THROUGHPUT = {
+    "alexnet": (256, 14425, 25488), "squeezenet1_1": (256, 8181, 11803), "shufflenet_v2_x1_0": (256, 5303, 4166),
+    "mobilenet_v3_small": (256, 5933, 5486), "vgg16_bn": (256, 758, 1885), "densenet121": (256, 1240, 1972),
+    "resnet50": (256, 1708, 3439), "resnet152": (256, 815, 1605), "efficientnet_b0": (256, 1673, 3562),
+    "efficientnet_b4": (256, 705, 1496), "convnext_tiny": (256, 582, 2261), "deit_small": (224, 1236, 5314),
+    "inception_resnet_v2": (256, 834, 1148),
+}
+TRAIN_PY_EFFICIENCY = 0.77
+# model -> (stand-in, multiply-adds of the model, of the stand-in): torchvision's GFLOPS ("_ops") at 224 px, or timm's
+# GMACs per pixel at the pretrained size (inception_resnet_v2 13.18 @299, pnasnet5large 25.04 @331), so ratios match.
+STAND_INS = {
+    "shufflenet_v2_x0_5": ("shufflenet_v2_x1_0", 0.04, 0.145), "mnasnet0_5": ("mobilenet_v3_small", 0.104, 0.057),
+    "vgg13_bn": ("vgg16_bn", 11.308, 15.47), "deit_tiny": ("deit_small", 1.26, 4.61),
+    "resnext50_32x4d": ("resnet50", 4.23, 4.089), "pnasnet5large": ("inception_resnet_v2", 25.04 / 331**2, 13.18 / 299**2),
+    "resnet18": ("resnet50", 1.814, 4.089),
+}
+EVAL_SPEEDUP = 3.0  # a forward pass without backward and optimizer step costs about a third of a training step
+# dataset -> (train images, images evaluated each epoch: selection split + reported split), the paper's splits:
+# CCT-20: the ECCV'18 train file (13,553; an upper bound, since empty images are removed), cis_val 3,484 + cis_test
+# 15,827. APTOS, Cassava, EuroSAT: 20% of each class held out (int(0.2 n)) of 3,662 / 21,397 / 27,000 images. HPA: the
+# published 22,582 / 5,664 / 2,826 file. Melanoma: 80% of the tfrecord folds of 57,964 distinct 2019+2020 images
+# (about 46,371; the exact count depends on the folds). CIFAR-10: 50,000 / 10,000.
+KNOWN_SIZES = {"cct20": (13553, 3484 + 15827), "aptos": (2931, 731), "hpa": (22582, 5664 + 2826),
+               "melanoma": (46371, 11593), "cassava": (17120, 4277), "eurosat": (21600, 5400),
+               "cifar10": (50000, 10000)}
+PAPER_DATASETS = ("cct20", "aptos", "hpa", "melanoma", "cassava", "eurosat")
+PAPER_CONFIGURATIONS = 60
+INPUT_RATE = 2950  # img/s one run's input path delivers (the paper's path from shrunk JPEGs, 16 cores: gpu-baseline.md)
+
+
+def load_throughput(path: str | Path) -> dict[tuple[str, str], dict]:
+    """benchmarks/train_throughput.py's JSON, keyed by (model, precision). Raises DataError naming the field."""
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise errors.DataError(f"{path}: cannot read the throughput file ({error}); write it with "
+                               "`python benchmarks/train_throughput.py --json FILE`") from error
+    results = saved.get("results") if isinstance(saved, dict) else None
+    if not isinstance(results, list):
+        raise errors.DataError(f"{path}: no 'results' list; write it with benchmarks/train_throughput.py --json")
+    table = {}
+    for i, row in enumerate(results):
+        for key, kind in (("model", str), ("img_size", int), ("precision", str), ("model_alone_img_per_s", (int, float)),
+                          ("train_py_img_per_s", (int, float))):
+            if not isinstance(row.get(key), kind) or (kind != str and row[key] <= 0):
+                raise errors.DataError(f"{path}: results[{i}].{key} is {row.get(key)!r}, not a positive "
+                                       f"{'text' if kind == str else 'number'}")
+        table[(row["model"], row["precision"])] = {**row, "source": f"{path} ({saved.get('device', 'device unnamed')})"}
+    return table
+
+
+def training_rate(model: str, img_size: int, precision: str, measured: dict | None = None) -> tuple[float, str]:
+    """(train.py images/s, where the figure comes from) for one model at one input size and precision."""
+    if measured and (model, precision) in measured:
+        row = measured[(model, precision)]
+        return row["train_py_img_per_s"] * (row["img_size"] / img_size) ** 2, row["source"]
+    factor, name = 1.0, model
+    if model in STAND_INS:
+        name, macs, stand_in_macs = STAND_INS[model]
+        factor = min(1.0, stand_in_macs / macs)
+    if name not in THROUGHPUT:
+        raise errors.UsageError(f"no throughput figure for model '{model}' ({precision}); measure it with "
+                                f"`python benchmarks/train_throughput.py --model {model} --json FILE` and pass "
+                                "--throughput FILE")
+    size, fp32, bf16 = THROUGHPUT[name]
+    ceiling = bf16 if precision == "bf16" else fp32
+    source = THROUGHPUT_SOURCE + (f"; {model} via stand-in {name}" if name != model else "")
+    return ceiling * factor * TRAIN_PY_EFFICIENCY * (size / img_size) ** 2, source
+
+
+def split_sizes(dataset: str, found_records: list[dict]) -> tuple[int, int, str]:
+    """(train images, images evaluated per epoch, source) of a dataset."""
+    for record in found_records:
+        info = record.get("dataset", {})
+        sizes = info.get("split_sizes")
+        if info.get("name") == dataset and sizes:
+            evaluated = sizes.get(info["selection_split"], 0) + (sizes.get(info["report_split"], 0)
+                                                                 if info.get("report_split") else 0)
+            return sizes["train"], evaluated, f"record {record['run_id']}"
+    if dataset in KNOWN_SIZES:
+        return (*KNOWN_SIZES[dataset], "the paper's splits (KNOWN_SIZES in grid_estimate.py)")
+    raise errors.UsageError(f"no split sizes known for dataset '{dataset}': finish one run of it first (its record "
+                            "holds them), then estimate again")
+
+
+def run_hours(train: int, evaluated: int, epochs: int, rate: float) -> float:
+    return epochs * (train + evaluated / EVAL_SPEEDUP) / rate / 3600
+
+
+def paper_study() -> list[dict]:
+    """The paper's study as (dataset, model, epochs, img_size, count) rows: 19 models x 6 datasets x 60 configs."""
+    testbed = [name for name, entry in models.REGISTRY.items() if entry.group == "testbed"]
+    return [{"dataset": d, "model": m, "epochs": get_spec(d).epochs, "img_size": models.input_size(m, d),
+             "count": PAPER_CONFIGURATIONS} for d in PAPER_DATASETS for m in testbed]
+
+
+def estimate(rows: list[dict], gpus: int, precision: str, measured: dict | None = None,
+             found_records: list[dict] | None = None) -> dict:
+    """GPU-hours per dataset and per model, their total, and the wall-clock on `gpus` GPUs (ideal packing of
+    the runs onto the GPUs, never shorter than the longest run)."""
+    by_dataset, by_model, sources, sizes_used = defaultdict(float), defaultdict(float), set(), {}
+    runs, longest = 0, 0.0
+    for row in rows:
+        rate, source = training_rate(row["model"], row["img_size"], precision, measured)
+        train, evaluated, size_source = split_sizes(row["dataset"], found_records or [])
+        hours = run_hours(train, evaluated, row["epochs"], rate)
+        by_dataset[row["dataset"]] += hours * row["count"]
+        by_model[row["model"]] += hours * row["count"]
+        runs += row["count"]
+        longest = max(longest, hours)
+        sources.add(source)
+        sizes_used[row["dataset"]] = {"train": train, "evaluated_per_epoch": evaluated, "source": size_source}
+    total = sum(by_dataset.values())
+    return {"runs": runs, "gpu_hours": total, "gpus": gpus, "wall_clock_hours": max(total / gpus, longest),
+            "precision": precision, "by_dataset": dict(by_dataset), "by_model": dict(by_model),
+            "throughput_sources": sorted(sources), "split_sizes": sizes_used}
+
+
+def format_estimate(result: dict) -> str:
+    lines = [f"{result['runs']:,} runs, {result['precision']}: {result['gpu_hours']:,.0f} GPU-hours; "
+             f"wall-clock on {result['gpus']} GPU(s): {result['wall_clock_hours']:,.1f} h "
+             f"({result['wall_clock_hours'] / 24:,.1f} days)", "", f"{'dataset':<12}{'GPU-hours':>12}"]
+    lines += [f"{name:<12}{hours:>12,.1f}" for name, hours in result["by_dataset"].items()]
+    lines += ["", f"{'model':<22}{'GPU-hours':>12}"]
+    lines += [f"{name:<22}{hours:>12,.1f}" for name, hours in sorted(result["by_model"].items(), key=lambda x: -x[1])]
+    measured = [source for source in result["throughput_sources"] if not source.startswith(THROUGHPUT_SOURCE)]
+    from_table = sorted(source for source in result["throughput_sources"] if source.startswith(THROUGHPUT_SOURCE))
+    lines += ["", "throughput: " + "; ".join(measured + ([THROUGHPUT_SOURCE] if from_table else []))]
+    lines += [f"  {source.removeprefix(THROUGHPUT_SOURCE + '; ')}" for source in from_table if source != THROUGHPUT_SOURCE]
+    lines += [f"sizes of {name}: train {s['train']:,}, evaluated per epoch {s['evaluated_per_epoch']:,} ({s['source']})"
+              for name, s in result["split_sizes"].items()]
+    return "\n".join(lines)
+
+
+# --- packing -------------------------------------------------------------------------------------------------------
+
+def config_memory_bytes(model: str, img_size: int, batch_size: int, precision: str, optimizer: str) -> int:
+    """An upper bound on one configuration's GPU memory: fp32 weights and gradients, the optimizer's state
+    (momentum; AdamW two moments), and every layer's output for a batch (what backward keeps, counted without the
+    savings of in-place layers). Computed on PyTorch's meta device: no memory, no arithmetic, a second or two."""
+    import torch
+    import networks
+    with torch.device("meta"):
+        network, _ = networks.create_model(model, 2, weights="random")
+    outputs = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out.numel() if torch.is_tensor(out) else 0))
+             for m in network.modules() if not list(m.children())]
+    network.train()
+    network(torch.zeros(2, 3, img_size, img_size, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    params = sum(p.numel() for p in network.parameters())
+    per_param = 4 + 4 + (8 if optimizer == "adamw" else 4)
+    return params * per_param + sum(outputs) // 2 * batch_size * (2 if precision in ("bf16", "fp16") else 4)
+
+
+def auto_pack_size(config: dict, precision: str, gpu_memory: int, measured: dict | None = None) -> int:
+    """How many configurations of one model to train in one process on one GPU: as many as keep the GPU busy while
+    one input path feeds them (model-alone rate / train.py rate, or the ceiling / INPUT_RATE), within 80% of the
+    GPU's memory."""
+    key = (config["model"], precision)
+    if measured and key in measured:
+        speed_bound = measured[key]["model_alone_img_per_s"] / measured[key]["train_py_img_per_s"]
+    else:
+        try:
+            rate, _ = training_rate(config["model"], config["img_size"], precision)
+        except errors.UsageError:
+            return 1
+        speed_bound = rate / TRAIN_PY_EFFICIENCY / INPUT_RATE
+    memory = config_memory_bytes(config["model"], config["img_size"], config["batch_size"], precision,
+                                 config["optimizer"])
+    return max(1, min(math.floor(speed_bound), math.floor(0.8 * gpu_memory / memory)))
+

@@ -1,0 +1,283 @@
+"""What grid.py knows about a study: the manifest of planned runs, each run's state, per-run locks, the launch log.
+
+The manifest (JSON lines, one planned run a line) holds each run's id, its train.py arguments, the folder they are
+relative to and the configuration train.plan_runs resolved. A run's state comes from its record,
+<out>/<run_id>.json, which train.py writes, and from its lock. grid.py keeps its own files under <out>/.grid/:
+
+    locks/<run_id>.lock     who is running the run now (host, boot, process ids and their start times)
+    log/<run_id>.jsonl      one line per launch and per end of the run (time, host, epoch it started from, outcome)
+    output/<name>.log       what train.py printed
+
+A lock is live while one of its processes is alive on this host in this boot; a lock of another host is live while
+its holder keeps touching it (every HEARTBEAT_S seconds), and stale once it has not been touched for --stale-after
+seconds. A stale lock (a crash, a reboot, a killed job) is broken under a short file lock, after checking again that
+it is still the stale one, so two processes never both take a run.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import errors
+import records
+
+AXES = ("optimizer", "schedule", "lr", "wd")  # train.py's flags that may take several values (a product)
+FINISHED = ("complete", "diverged")           # train.py skips a run in these states
+CONFIG_KEYS = ("dataset", "model", "out", "epochs", "img_size", "batch_size", *AXES)  # what grid.py reads
+HEARTBEAT_S = 60
+DEFAULT_STALE_AFTER_S = 600
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One planned run of the manifest."""
+    run_id: str
+    argv: tuple[str, ...]
+    cwd: str
+    config: dict
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cwd) / self.config["out"]
+
+    @property
+    def record_path(self) -> Path:
+        return self.out / f"{self.run_id}.json"
+
+    @property
+    def dataset(self) -> str:
+        return self.config["dataset"]
+
+    @property
+    def model(self) -> str:
+        return self.config["model"]
+
+    @property
+    def axes(self) -> tuple:
+        return tuple(self.config[axis] for axis in AXES)
+
+    @property
+    def group(self) -> tuple[str, ...]:
+        """Runs that differ only in the four axes share a group: they can be packed, and halving ranks them."""
+        return (self.cwd, *without_flags(self.argv, AXES))
+
+
+def without_flags(argv: tuple[str, ...] | list[str], flags: tuple[str, ...]) -> list[str]:
+    """argv without `--flag value...` (and `--flag=value`) for each name in flags (underscores as dashes)."""
+    names = {"--" + flag.replace("_", "-") for flag in flags}
+    kept, skipping = [], False
+    for token in argv:
+        if token.startswith("--"):
+            skipping = token.split("=", 1)[0] in names and "=" not in token
+            if token.split("=", 1)[0] in names:
+                continue
+        elif skipping:
+            continue
+        kept.append(token)
+    return kept
+
+
+def flag_values(argv: tuple[str, ...] | list[str], flag: str) -> list[str]:
+    """The values given to `--flag` in argv, as written."""
+    name, values, inside = "--" + flag.replace("_", "-"), [], False
+    for token in argv:
+        if token.startswith("--"):
+            inside = token == name
+            if token.startswith(name + "="):
+                values.append(token.split("=", 1)[1])
+        elif inside:
+            values.append(token)
+    return values
+
+
+def write_manifest(path: str | Path, entries: list[Entry]) -> None:
+    lines = [json.dumps({"run_id": e.run_id, "argv": list(e.argv), "cwd": e.cwd, "config": e.config},
+                        sort_keys=True) for e in entries]
+    records.atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def read_manifest(path: str | Path) -> list[Entry]:
+    """The manifest's entries, in order. Raises DataError naming the file and line when one is malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise errors.UsageError(f"manifest {path} does not exist; write one with `grid.py plan ... --manifest {path}`")
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            entry = Entry(item["run_id"], tuple(item["argv"]), item["cwd"], item["config"])
+            missing = [key for key in CONFIG_KEYS if key not in entry.config]
+            if missing:
+                raise KeyError(f"config lacks {', '.join(missing)}")
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise errors.DataError(f"{path}, line {number}: not a manifest line ({type(error).__name__}: {error}); "
+                                   "write the manifest again with `grid.py plan`") from error
+        entries.append(entry)
+    if len({e.run_id for e in entries}) != len(entries):
+        raise errors.DataError(f"{path}: a run id appears twice; write the manifest again with `grid.py plan`")
+    return entries
+
+
+def read_record(entry: Entry) -> dict | None:
+    """The run's record, or None when it has none yet. Raises DataError when the file cannot be read."""
+    try:
+        return records.read_json(entry.record_path)
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as error:
+        raise errors.DataError(f"{entry.record_path}: run record cannot be read ({error}); move it away to let "
+                               "the run start again") from error
+
+
+def epochs_done(record: dict | None) -> int:
+    return max((entry["epoch"] for entry in (record or {}).get("history") or []), default=0)
+
+
+def selection_key(record: dict) -> str:
+    return f"{record['dataset']['selection_split']}_{record['dataset']['metric']}"
+
+
+def best_value(record: dict | None, until_epoch: int | None = None) -> float | None:
+    """The best selection-split metric of the record's epochs up to `until_epoch` (all epochs with None)."""
+    if not record or not record.get("history"):
+        return None
+    key = selection_key(record)
+    values = [e.get(key) for e in record["history"] if until_epoch is None or e["epoch"] <= until_epoch]
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return max(finite) if finite else None
+
+
+# --- locks ---------------------------------------------------------------------------------------------------------
+
+def grid_folder(out: Path, kind: str) -> Path:
+    folder = out / ".grid" / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def lock_path(entry: Entry) -> Path:
+    return grid_folder(entry.out, "locks") / f"{entry.run_id}.lock"
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def process_start(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot), which tells a live process from a reused pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def lock_is_live(content: dict, modified: float, stale_after: float) -> bool:
+    if content.get("host") == socket.gethostname():  # this host: alive if one of its processes is, since boot
+        return content.get("boot") == boot_id() and any(process_start(pid) == start
+                                                        for pid, start in content.get("processes", []))
+    return time.time() - modified < stale_after
+
+
+def live_holder(entry: Entry, stale_after: float = DEFAULT_STALE_AFTER_S) -> dict | None:
+    """What the run's live lock says about its holder, or None when the run is not locked (or only stale-locked)."""
+    path = lock_path(entry)
+    try:
+        content, modified = records.read_json(path), path.stat().st_mtime
+    except (OSError, json.JSONDecodeError):  # no lock, or one being replaced right now: look again next time
+        return None
+    return content if lock_is_live(content, modified, stale_after) else None
+
+
+def lock_content(token: str, pids: list[int]) -> dict:
+    return {"host": socket.gethostname(), "boot": boot_id(), "token": token,
+            "processes": [[pid, process_start(pid)] for pid in pids], "since": now()}
+
+
+def acquire(entry: Entry, stale_after: float = DEFAULT_STALE_AFTER_S) -> str | None:
+    """Take the run's lock for this process; returns the lock's token, or None when another live holder has it."""
+    path = lock_path(entry)
+    token = uuid.uuid4().hex
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not break_if_stale(path, stale_after):
+                return None
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(lock_content(token, [os.getpid()]), f)
+        return token
+    return None
+
+
+def break_if_stale(path: Path, stale_after: float) -> bool:
+    """Remove the lock at `path` if it is stale, checking again under a file lock so only the stale one goes."""
+    with open(path.parent / ".breaking", "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            content, modified = records.read_json(path), path.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        except (OSError, json.JSONDecodeError):  # being written by its new holder
+            return False
+        if lock_is_live(content, modified, stale_after):
+            return False
+        path.unlink(missing_ok=True)
+        return True
+
+
+def add_processes(entry: Entry, token: str, pids: list[int]) -> None:
+    """Name the run's training processes in its lock, so the lock stays live while they are, whatever happens to us."""
+    path = lock_path(entry)
+    if records.read_json(path).get("token") == token:
+        records.atomic_write_json(path, lock_content(token, [os.getpid(), *pids]))
+
+
+def touch(entry: Entry) -> None:
+    try:
+        os.utime(lock_path(entry))
+    except OSError:
+        pass
+
+
+def release(entry: Entry, token: str) -> None:
+    path = lock_path(entry)
+    try:
+        if records.read_json(path).get("token") == token:
+            path.unlink()
+    except (OSError, json.JSONDecodeError):
+        pass
+
+
+# --- launch log ----------------------------------------------------------------------------------------------------
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def log_event(entry: Entry, **fields: Any) -> None:
+    """Append one event to the run's launch log (only the lock holder writes it, so lines never interleave)."""
+    line = json.dumps({"time": now(), "host": socket.gethostname(), "pid": os.getpid(), **fields},
+                      sort_keys=True)
+    with open(grid_folder(entry.out, "log") / f"{entry.run_id}.jsonl", "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def read_log(entry: Entry) -> list[dict]:
+    path = entry.out / ".grid" / "log" / f"{entry.run_id}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
