@@ -38,12 +38,12 @@ import cli
 import errors
 import figures as plots
 import report
+from data import REAL_WORLD
 from runrecords import dataset_order, expand_inputs, filter_runs, load_runs, runs_with_metric
 from selection import Best, attach_intervals, grid_coverage, mixed_settings, model_facts, select_best
 from trends import (MIN_FIT_MODELS, MIN_SPLINE_MODELS, fit_points, logit, metric_scale, model_resamples,
                     size_fits, smoothing_spline, trend_fits)
 
-REAL_WORLD = ("cct20", "aptos", "hpa", "melanoma", "cassava", "eurosat")  # cifar10 and digits are web-scraped controls
 MIN_APPENDIX_N_DATASETS = 3  # each dataset needs at least two others to average
 MIN_APPENDIX_N_MODELS = 5    # the full OLS model has 3 coefficients; its F-test needs 2 residual degrees of freedom
 

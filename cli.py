@@ -18,3 +18,31 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 def parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+
+
+def without_flags(argv: tuple[str, ...] | list[str], flags: tuple[str, ...]) -> list[str]:
+    """argv without `--flag value...` (and `--flag=value`) for each name in flags (underscores as dashes)."""
+    names = {"--" + flag.replace("_", "-") for flag in flags}
+    kept, skipping = [], False
+    for token in argv:
+        if token.startswith("--"):
+            skipping = token.split("=", 1)[0] in names and "=" not in token
+            if token.split("=", 1)[0] in names:
+                continue
+        elif skipping:
+            continue
+        kept.append(token)
+    return kept
+
+
+def flag_values(argv: tuple[str, ...] | list[str], flag: str) -> list[str]:
+    """The values given to `--flag` in argv, as written."""
+    name, values, inside = "--" + flag.replace("_", "-"), [], False
+    for token in argv:
+        if token.startswith("--"):
+            inside = token == name
+            if token.startswith(name + "="):
+                values.append(token.split("=", 1)[1])
+        elif inside:
+            values.append(token)
+    return values

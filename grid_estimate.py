@@ -27,7 +27,7 @@ from pathlib import Path
 
 import errors
 import models
-from data import get_spec
+from data import REAL_WORLD, get_spec
 
 # model -> (input size, fp32 img/s, bf16 channels-last img/s): one H200, batch 128, random weights, synthetic input
 # on the GPU, SGD step included (gpu-baseline.md).
@@ -57,7 +57,6 @@ EVAL_SPEEDUP = 3.0  # a forward pass without backward and optimizer step costs a
 KNOWN_SIZES = {"cct20": (13553, 3484 + 15827), "aptos": (2931, 731), "hpa": (22582, 5664 + 2826),
                "melanoma": (46371, 11593), "cassava": (17120, 4277), "eurosat": (21600, 5400),
                "cifar10": (50000, 10000)}
-PAPER_DATASETS = ("cct20", "aptos", "hpa", "melanoma", "cassava", "eurosat")
 PAPER_CONFIGURATIONS = 60
 INPUT_RATE = 2950  # img/s one run's input path delivers (the paper's path from shrunk JPEGs, 16 cores: gpu-baseline.md)
 
@@ -125,7 +124,7 @@ def paper_study() -> list[dict]:
     """The paper's study as (dataset, model, epochs, img_size, count) rows: 19 models x 6 datasets x 60 configs."""
     testbed = [name for name, entry in models.REGISTRY.items() if entry.group == "testbed"]
     return [{"dataset": d, "model": m, "epochs": get_spec(d).epochs, "img_size": models.input_size(m, d),
-             "count": PAPER_CONFIGURATIONS} for d in PAPER_DATASETS for m in testbed]
+             "count": PAPER_CONFIGURATIONS} for d in REAL_WORLD for m in testbed]
 
 
 def estimate(rows: list[dict], gpus: int, precision: str, measured: dict | None = None,

@@ -30,13 +30,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+import cli
 import errors
 import grid_estimate
 import records
 from grid_halving import halving_state
 from grid_state import (AXES, DEFAULT_STALE_AFTER_S, FINISHED, HEARTBEAT_S, Entry, acquire, add_processes,
-                        epochs_done, flag_values, grid_folder, live_holder, log_event, now, read_record, release,
-                        touch, without_flags)
+                        epochs_done, grid_folder, live_holder, log_event, now, read_record, release,
+                        touch)
 
 TRAIN_PY = Path(__file__).resolve().parent / "train.py"
 STOPPED = (143, -signal.SIGTERM)  # train.py's status after saving a mid-epoch state on SIGTERM
@@ -96,11 +97,11 @@ def form_packs(candidates: list[Entry], size: int) -> list[list[Entry]]:
 
 def pack_argv(entries: list[Entry], until_epoch: int | None) -> list[str]:
     """train.py's arguments for a pack: the shared ones, then each axis with its values (as the plan wrote them)."""
-    argv = without_flags(entries[0].argv, AXES)
+    argv = cli.without_flags(entries[0].argv, AXES)
     for axis in AXES:
-        values = list(dict.fromkeys(flag_values(e.argv, axis)[0] for e in entries))
+        values = list(dict.fromkeys(cli.flag_values(e.argv, axis)[0] for e in entries))
         argv += [f"--{axis.replace('_', '-')}", *values]
-    assert math.prod(len(flag_values(argv, a)) for a in AXES) == len(entries), "a pack must be a product"
+    assert math.prod(len(cli.flag_values(argv, a)) for a in AXES) == len(entries), "a pack must be a product"
     return argv + ([] if until_epoch is None else ["--until-epoch", str(until_epoch)])
 
 

@@ -195,18 +195,8 @@ def configurations(args, inputs: Inputs) -> list[dict]:
 
 def single_run_argv(argv: list[str], config: dict) -> list[str]:
     """train.py arguments of one configuration: `argv` with each packed flag reduced to the run's value."""
-    kept, skipping = [], False
-    for word in argv:
-        name = word.split("=", 1)[0]
-        if name in {f"--{flag}" for flag in PACKED}:
-            skipping = "=" not in word
-            continue
-        if skipping and not word.startswith("--"):
-            continue
-        skipping = False
-        kept.append(word)
-    return kept + [word for flag in PACKED for word in (f"--{flag}", f"{config[flag]:g}" if isinstance(
-        config[flag], float) else str(config[flag]))]
+    return cli.without_flags(argv, PACKED) + [word for flag in PACKED for word in (
+        f"--{flag}", f"{config[flag]:g}" if isinstance(config[flag], float) else str(config[flag]))]
 
 
 def plan_runs(argv: list[str]) -> list[dict]:
@@ -216,9 +206,17 @@ def plan_runs(argv: list[str]) -> list[dict]:
     if args.lp_ft:
         raise errors.UsageError("plan --lp-ft runs with train.py itself: the fine-tuning runs depend on which probe wins")
     resolve_config(args)  # command-line problems first, before the dataset is read
-    inputs = open_inputs(args)
+    key = tuple(str(getattr(args, name)) for name in DATA_FLAGS)
+    if key not in _opened:  # grid.py plans model after model on the same data: check the files once
+        _opened[key] = open_inputs(args)
     return [{"run_id": config["run_id"], "config": config, "argv": single_run_argv(argv, config)}
-            for config in configurations(args, inputs)]
+            for config in configurations(args, _opened[key])]
+
+
+# The flags that decide which images and split a command trains on (open_inputs' arguments).
+DATA_FLAGS = ("dataset", "root", "split_file", "split_method", "split_seed", "channels", "composite_dir",
+              "extra_train", "extra_root", "train_on", "eval_splits")
+_opened: dict[tuple, Inputs] = {}
 
 
 def finished_status(out: str | Path, run_id: str) -> str | None:

@@ -66,6 +66,8 @@ class RunFiles:
         """Link the state's best files into the run folder, each replacing its old version atomically."""
         for source in sorted(self.state.glob(f"{BEST_PREFIX}*")):
             target = self.folder / source.name.removeprefix(BEST_PREFIX)
+            if target.exists() and os.path.samefile(source, target):
+                continue  # already published (os.replace of a link to the same file would leave the link behind)
             temporary = target.with_name(f".{target.name}.link")
             temporary.unlink(missing_ok=True)
             link_or_copy(source, temporary)

@@ -15,7 +15,6 @@ training it saves: measured on the offline fixtures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

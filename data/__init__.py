@@ -125,6 +125,10 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
 ]}
 
 
+# The paper's real-world datasets (CIFAR-10 and digits are web-scraped controls): Appendix N, the benchmark score.
+REAL_WORLD = ("cct20", "aptos", "hpa", "melanoma", "cassava", "eurosat")
+
+
 @dataclass
 class Samples:
     """All labelled images of one dataset: ids, labels, and where each image comes from.
@@ -246,5 +250,5 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> S
     return module.load(spec, root, **options)
 
 
-__all__ = ["REGISTRY", "DatasetSpec", "Samples", "DatasetError", "IncompatibleDatasetsError", "BadImageError",
+__all__ = ["REGISTRY", "REAL_WORLD", "DatasetSpec", "Samples", "DatasetError", "IncompatibleDatasetsError", "BadImageError",
            "open_dataset", "get_spec", "default_root", "describe", "concatenate", "problem_list"]

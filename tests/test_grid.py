@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -22,8 +21,8 @@ import records
 from conftest import REPO
 from grid_halving import halving_outcome, halving_state, rung_epochs
 from grid_run import command, form_packs, make_slots, pack_argv
-from grid_state import (Entry, acquire, flag_values, live_holder, lock_path, read_log, read_manifest, release,
-                        without_flags)
+from cli import flag_values, without_flags
+from grid_state import Entry, acquire, live_holder, lock_path, read_log, read_manifest, release
 from slurm_local import Unavailable, start_cluster
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
