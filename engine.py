@@ -10,6 +10,7 @@ batches an uninterrupted run would.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -130,6 +131,12 @@ def single_threaded_worker(_: int) -> None:
     cv2.setNumThreads(1)
 
 
+# Workers start from a fork server, not by forking this process: a fork copies OpenCV's (or OpenMP's) thread pool in
+# whatever state its locks are, and a worker then hangs at its first cv2 call once this process has used cv2 with
+# threads (building a cache, verifying images). The fork server is a clean process, started once.
+WORKER_START = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+
+
 def make_loader(dataset: SampleDataset, batch_size: int, shuffle: bool, workers: int, seed: int = 0,
                 drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
     # The loader's own generator: creating an iterator draws a worker base seed from it, not from the global
@@ -138,7 +145,8 @@ def make_loader(dataset: SampleDataset, batch_size: int, shuffle: bool, workers:
                       generator=torch.Generator().manual_seed(seed),
                       num_workers=workers, collate_fn=collate, drop_last=drop_last, pin_memory=pin_memory,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
-                      worker_init_fn=single_threaded_worker if workers > 0 else None)
+                      worker_init_fn=single_threaded_worker if workers > 0 else None,
+                      multiprocessing_context=WORKER_START if workers > 0 else None)
 
 
 @dataclass

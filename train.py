@@ -115,6 +115,10 @@ class Inputs:
     def split_sha256(self) -> str:
         return self.split.sha256
 
+    def describe(self) -> str:
+        return (f"{describe(self.samples)}; split: {self.split.description}; "
+                + ", ".join(f"{name} {len(rows):,}" for name, rows in self.split_indices.items()))
+
 
 def open_inputs(args) -> Inputs:
     spec = get_spec(args.dataset)
@@ -135,8 +139,6 @@ def open_inputs(args) -> Inputs:
     eval_splits = ([selection] if selection else []) + [
         s for s in dict.fromkeys([spec.report_split, *spec.extra_splits, *args.eval_splits])
         if s and s != selection and len(indices.get(s, ())) > 0]
-    print(f"{describe(samples)}; split: {split.description}; "
-          + ", ".join(f"{name} {len(rows):,}" for name, rows in indices.items()))
     return Inputs(samples, split, indices, selection, eval_splits)
 
 
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     resolve_config(args)  # command-line problems first, then everything that can be wrong with the inputs
     inputs = open_inputs(args)
+    print(inputs.describe())
     if args.lp_ft:
         return lpft.run(args, inputs, train_configurations)
     return train_configurations(args, inputs, configurations(args, inputs))
