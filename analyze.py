@@ -39,9 +39,10 @@ import errors
 import figures as plots
 import report
 from data import REAL_WORLD
-from runrecords import dataset_order, expand_inputs, filter_runs, load_runs, runs_with_metric
-from selection import Best, attach_intervals, grid_coverage, mixed_settings, model_facts, select_best
-from trends import (MIN_FIT_MODELS, MIN_SPLINE_MODELS, fit_points, logit, metric_scale, model_resamples,
+from runrecords import (COMPARED_SETTINGS, GRID_KEYS, dataset_order, expand_inputs, filter_runs, load_runs,
+                        runs_with_metric)
+from selection import Best, attach_intervals, compare_by, grid_coverage, mixed_settings, model_facts, select_best
+from trends import (MIN_FIT_MODELS, MIN_SPLINE_MODELS, SEPARATE_GROUPS, fit_points, logit, metric_scale, model_resamples,
                     size_fits, smoothing_spline, trend_fits)
 
 MIN_APPENDIX_N_DATASETS = 3  # each dataset needs at least two others to average
@@ -212,12 +213,13 @@ class Analysis:
     trends: list[dict[str, Any]]
     size_trends: list[dict[str, Any]]
     appendix_n: dict[str, Any]
+    comparison: dict[str, Any] | None = None  # --compare KEY: {"key", "rows"} (Appendix G)
 
 
 def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
             model_names: Sequence[str] | None = None, metric: str | None = None, threshold: float = 70.0,
             slope_threshold: float = 0.05, use_logit: bool = False, n_boot: int = 10000, level: float = 0.95,
-            seed: int = 0, grid: str = "per-optimizer") -> Analysis:
+            seed: int = 0, grid: str = "per-optimizer", compare: str | None = None) -> Analysis:
     """Every table and number of the analysis, from run record paths (files or folders).
 
     Raises errors.UsageError when --datasets or --models name something no record has, or no dataset's records
@@ -225,7 +227,7 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
     """
     settings = {"datasets": list(datasets) if datasets else None, "models": list(model_names) if model_names else None,
                 "metric": metric, "threshold": threshold, "slope_threshold": slope_threshold, "logit": use_logit,
-                "n_boot": n_boot, "level": level, "seed": seed, "grid": grid}
+                "n_boot": n_boot, "level": level, "seed": seed, "grid": grid, "compare": compare}
     inputs = [str(p) for p in expand_inputs(paths)]
     runs, warnings = load_runs(paths)
     runs = filter_runs(runs, datasets, model_names)
@@ -259,9 +261,15 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
         controls = [d for d in present if d not in chosen]
         notes.append(f"Appendix N {part_n['note']}" + (f" (not real-world, so left out: {', '.join(controls)}; "
                                                        f"--datasets picks datasets explicitly)" if controls else ""))
+    apart = sorted({b.model for b in best if b.group in SEPARATE_GROUPS and b.imagenet_top1 is not None})
+    if apart:
+        notes.append(f"drawn beside the trends and left out of the fits, as the paper's Figure 8 does: "
+                     f"{', '.join(apart)} (their ImageNet top-1 and its source: python models.py --json)")
+    comparison = {"key": compare, "rows": compare_by(runs, compare)} if compare else None
     return Analysis(settings=settings, inputs=inputs, warnings=warnings, notes=notes, best=best,
                     coverage=grid_coverage(runs, grid), unknown_top1=unknown_top1, trends=trends,
-                    size_trends=size_fits(best, threshold, n_boot=n_boot, level=level, seed=seed), appendix_n=part_n)
+                    size_trends=size_fits(best, threshold, n_boot=n_boot, level=level, seed=seed), appendix_n=part_n,
+                    comparison=comparison)
 
 
 def make_figures(analysis: Analysis) -> tuple[dict[str, Callable[[], Figure]], list[str]]:
@@ -329,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples for every interval and test")
     parser.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
+    parser.add_argument("--compare", default=None, choices=sorted(set(GRID_KEYS) | set(COMPARED_SETTINGS)),
+                        help="also tabulate, per dataset and model, the best configuration for each value of this "
+                             "setting (Appendix G: --compare augment)")
     parser.add_argument("--grid", choices=("per-optimizer", "product", "seen"), default="per-optimizer",
                         help="expected grid: product of the hyperparameter values seen (per optimizer, or over "
                              "all), or the union of the configurations seen")
@@ -343,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     analysis = analyze(args.records, datasets=_names(args.datasets), model_names=_names(args.models),
                        metric=args.metric, threshold=args.threshold, slope_threshold=args.slope_threshold,
-                       use_logit=args.logit, n_boot=args.n_boot, level=args.level, seed=args.seed, grid=args.grid)
+                       use_logit=args.logit, n_boot=args.n_boot, level=args.level, seed=args.seed, grid=args.grid,
+                       compare=args.compare)
     for warning in analysis.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not analysis.best:

@@ -27,9 +27,10 @@ from matplotlib.transforms import Bbox
 import records
 from runrecords import dataset_order
 from selection import Best
-from trends import fit_points, logit, metric_scale
+from trends import fit_points, logit, metric_scale, separate_points
 
 ALL_COLOUR, ABOVE_COLOUR, POINT_COLOUR = "tab:green", "tab:blue", "black"
+SEPARATE_COLOUR = "tab:orange"  # models drawn beside the trends, not fitted (CLIP)
 GROUP_COLOURS = {"web-scraped": "tab:blue", "real-world": "tab:orange"}  # fid.py's two kinds of dataset
 TEXT_SIZE, SMALL_SIZE, MARKER_SIZE = 8, 6, 4
 # Where a point's number may go, in points from the point: the closest positions first, then further out.
@@ -173,6 +174,13 @@ def plot_trends(best: list[Best], fits: list[dict[str, Any]], threshold: float =
         y, bars = _error_bars(points, scale, transform)
         _points(ax, x, y, bars)
         requests.append((ax, x, y, [str(numbers[b.model]) for b in points]))
+        apart = separate_points(best, dataset)
+        if apart:  # the CLIP towers, as the paper's Figure 8 draws them: beside the ImageNet models' trends
+            xs = transform(np.array([b.imagenet_top1 for b in apart]))
+            ys, apart_bars = _error_bars(apart, scale, transform)
+            ax.errorbar(xs, ys, yerr=apart_bars, fmt="*", markersize=9, color=SEPARATE_COLOUR, ecolor=SEPARATE_COLOUR,
+                        elinewidth=0.8, capsize=2, label="CLIP (LP-FT), not fitted")
+            requests.append((ax, xs, ys, [str(numbers[b.model]) for b in apart]))
         for fit in fits:
             if fit["dataset"] != dataset or fit["axes"] != axes_kind or math.isnan(fit["slope"]):
                 continue

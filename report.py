@@ -85,7 +85,24 @@ def tables(analysis: Analysis) -> dict[str, tuple[list[dict[str, Any]], list[str
                                                 "imagenet_top1", "imagenet_rank",
                                                 *part_n["datasets"], *[f"z_{d}" for d in part_n["datasets"]]]),
         "skipped": ([{"warning": w} for w in analysis.warnings], ["warning"]),
+        "comparison": (analysis.comparison["rows"] if analysis.comparison else [],
+                       ["dataset", "model", "value", "metric", "split", "result", "configurations", "run_id"]),
     }
+
+
+def comparison_tables(comparison: dict[str, Any]) -> list[str]:
+    """Appendix G's layout: per dataset, one row per model and one column per value of the compared setting."""
+    key, lines = comparison["key"], []
+    for dataset in sorted({row["dataset"] for row in comparison["rows"]}, key=dataset_order):
+        rows = [row for row in comparison["rows"] if row["dataset"] == dataset]
+        values = sorted({str(row["value"]) for row in rows})
+        table = []
+        for model in dict.fromkeys(row["model"] for row in rows):
+            cells = {str(row["value"]): row["result"] for row in rows if row["model"] == model}
+            table.append({"model": model, **{f"{key}={value}": cells.get(value) for value in values}})
+        lines += [f"### {dataset} ({rows[0]['metric']} on {rows[0]['split']})", "",
+                  markdown_table(table, ["model", *[f"{key}={value}" for value in values]])]
+    return lines
 
 
 def _with_interval(value: float | None, low: float, high: float) -> str:
@@ -194,6 +211,11 @@ def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out
         png = next(p for p in files if p.suffix == ".png")
         lines += [f"![{name}]({png.relative_to(out).as_posix()})", ""]
 
+    if analysis.comparison:
+        lines += [f"## Comparison by {analysis.comparison['key']} (Appendix G)", "",
+                  f"Each cell: the best configuration among the runs with that {analysis.comparison['key']}, "
+                  f"chosen on the selection split; its reported-split metric.", ""]
+        lines += comparison_tables(analysis.comparison)
     part_n = analysis.appendix_n
     lines += ["## Appendix N: does the average over real-world datasets predict better than ImageNet?", "",
               "Each dataset's metric and ImageNet top-1 are logit-transformed and standardised across models. Per "

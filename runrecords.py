@@ -30,7 +30,7 @@ GRID_KEYS = ("optimizer", "schedule", "lr", "wd", "augment")  # the hyperparamet
 # or says only where and how fast a run goes)
 COMPARED_SETTINGS = ("weights", "head", "pool", "channels", "img_size", "epochs", "batch_size", "label_smoothing",
                      "wd_convention", "split_sha256", "seed")
-STATUSES = ("running", "complete", "diverged", "failed")
+STATUSES = ("running", "paused", "complete", "diverged", "failed")
 
 
 class RecordProblem(errors.DataError, ValueError):
@@ -93,6 +93,7 @@ class Run:
     weights_loaded: Any  # networks.create_model's "imagenet:<tag>", "random" or "file:<path> sha256=..."
     error: str | None
     diverged_epoch: int | None
+    lp_ft_phase: str | None = None  # "probe" or "finetune" for train.py --lp-ft runs
 
 
 def _block(raw: dict, key: str) -> dict:
@@ -141,6 +142,9 @@ def _run(path: Path, raw: dict) -> Run:
     dataset_name, model_name = _text(dataset, "name", "dataset."), _text(model, "name", "model.")
     spec = data.REGISTRY.get(dataset_name)
     task, metric = _dataset_field(dataset, "task", spec), _dataset_field(dataset, "metric", spec)
+    if "selection_split" in dataset and dataset["selection_split"] is None:
+        raise RecordProblem("was trained on all labelled data (train.py --train-on all): it has no selection split "
+                            "to be compared on; score it with evaluate.py")
     selection_split = _dataset_field(dataset, "selection_split", spec)
     record_report = _dataset_field(dataset, "report_split", spec) or selection_split
     for key, value in (("task", task), ("metric", metric), ("selection_split", selection_split),
@@ -187,6 +191,7 @@ def _run(path: Path, raw: dict) -> Run:
                settings={key: config.get(key) for key in COMPARED_SETTINGS}, best_metrics=best_metrics,
                predictions={split: path.parent / rel for split, rel in predictions.items()},
                imagenet_top1=number(model.get("imagenet_top1")), params=number(model.get("params")),
+               lp_ft_phase=config.get("lp_ft_phase"),
                weights_loaded=model.get("weights_loaded"), error=error if isinstance(error, str) else None,
                diverged_epoch=diverged_epoch if isinstance(diverged_epoch, int) else None)
 
@@ -206,18 +211,24 @@ def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[str]]:
     dataset that choose or report on another metric or split than the dataset's others are left out too, since
     their numbers cannot be compared.
     """
-    runs, warnings = [], []
+    runs, warnings, probes = [], [], 0
     for path in expand_inputs(paths):
         try:
             run = read_run(path)
         except RecordProblem as problem:
             warnings.append(f"{problem}; skipped")
             continue
-        if run.status == "running":
-            warnings.append(f"{path}: run '{run.run_id}' is still running; skipped")
+        if run.status in ("running", "paused"):
+            warnings.append(f"{path}: run '{run.run_id}' is still {run.status}; skipped")
+            continue
+        if run.lp_ft_phase == "probe":
+            probes += 1
             continue
         runs.append(run)
 
+    if probes:  # LP-FT's first phase: each fine-tuning run starts from the best probe and carries its history
+        warnings.append(f"{probes} linear-probe run(s) (the first phase of --lp-ft) are not candidates; the "
+                        f"fine-tuning runs started from the best of them are")
     by_dataset: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         by_dataset[run.dataset].append(run)

@@ -91,6 +91,29 @@ def describe_config(hparams: dict[str, Any]) -> str:
     return " ".join(f"{key}={hparams[key]}" for key in GRID_KEYS if hparams.get(key) is not None)
 
 
+def best_of(group: list[Run]) -> Run:
+    """The run with the highest selection-split value of its dataset's metric; ties: the first run id."""
+    return max(sorted(group, key=lambda r: r.run_id), key=lambda r: r.best_metrics[f"{r.selection_split}_{r.metric}"])
+
+
+def compare_by(runs: list[Run], key: str) -> list[dict[str, Any]]:
+    """Appendix G's tables: per dataset, model and value of `key` (a setting such as augment or weights), the best
+    complete configuration among the runs with that value, and its reported-split metric."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.status == "complete":
+            value = run.hparams.get(key, run.settings.get(key))
+            groups[(run.dataset, run.model, value)].append(run)
+    rows = []
+    for (dataset, model, value), group in groups.items():
+        chosen = best_of(group)
+        rows.append({"dataset": dataset, "model": model, "value": value, "metric": chosen.metric,
+                     "split": chosen.report_split, "result": chosen.best_metrics[f"{chosen.report_split}_"
+                                                                                 f"{chosen.metric}"],
+                     "configurations": len(group), "run_id": chosen.run_id})
+    return sorted(rows, key=lambda row: (dataset_order(row["dataset"]), row["model"], str(row["value"])))
+
+
 def select_best(runs: list[Run], facts: dict[str, ModelFacts], metric: str | None = None) -> list[Best]:
     """Per (dataset, model), the complete run with the highest selection-split value of the dataset's metric (ties:
     the first run id), described by `metric` (default: the dataset's; the runs must hold it, see runs_with_metric).
@@ -103,8 +126,7 @@ def select_best(runs: list[Run], facts: dict[str, ModelFacts], metric: str | Non
             groups[(run.dataset, run.model)].append(run)
     rows = []
     for (dataset, model), group in groups.items():
-        candidates = sorted(group, key=lambda r: r.run_id)
-        chosen = max(candidates, key=lambda r: r.best_metrics[f"{r.selection_split}_{r.metric}"])
+        chosen = best_of(group)
         name, fact = metric or chosen.metric, facts[model]
         extra = chosen.extra_split
         rows.append(Best(

@@ -71,9 +71,20 @@ def fit_trend(x: Sequence[float], y: Sequence[float], n_boot: int = 10000, level
     return result
 
 
+# Models drawn beside the trends but not fitted: the paper's Figure 8 places the CLIP towers (trained on image-text
+# pairs, fine-tuned with LP-FT) against the trends of the ImageNet models.
+SEPARATE_GROUPS = ("clip",)
+
+
 def fit_points(best: list[Best], dataset: str) -> list[Best]:
-    """The chosen rows of a dataset that can enter a fit: known ImageNet top-1."""
-    return [b for b in best if b.dataset == dataset and b.imagenet_top1 is not None]
+    """The chosen rows of a dataset that can enter a fit: known ImageNet top-1, not a separately drawn group."""
+    return [b for b in best if b.dataset == dataset and b.imagenet_top1 is not None
+            and b.group not in SEPARATE_GROUPS]
+
+
+def separate_points(best: list[Best], dataset: str) -> list[Best]:
+    """The chosen rows of a dataset drawn apart from the fits (the CLIP towers), with a known ImageNet top-1."""
+    return [b for b in best if b.dataset == dataset and b.imagenet_top1 is not None and b.group in SEPARATE_GROUPS]
 
 
 def _fits(points: list[Best], x: np.ndarray, y: np.ndarray, above: np.ndarray, threshold: float, n_boot: int,

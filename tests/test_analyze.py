@@ -18,7 +18,10 @@ from scipy import stats
 
 import analyze
 import errors
+import figures
+import models
 import records
+import runrecords
 import trends
 
 N_BOOT = 200
@@ -27,10 +30,11 @@ NUM_CLASSES = 4
 
 
 def write_run(folder, dataset, model, value, top1=None, optimizer="sgd", schedule="cosine", lr=0.01, wd=1e-4,
-              status="complete", params=None, seed=0, weights="imagenet", predictions=True, error=None):
+              status="complete", params=None, seed=0, weights="imagenet", predictions=True, error=None, **config):
     """A run record (schema 1) whose selection-split accuracy is `value`, rounded to 1/N_SAMPLES, with the
     prediction file behind it. Returns the accuracy the record holds."""
-    run_id = f"{dataset}-{model}-{optimizer}-{schedule}-lr{lr:g}-wd{wd:g}-s{seed}-{weights}"
+    run_id = f"{dataset}-{model}-{optimizer}-{schedule}-lr{lr:g}-wd{wd:g}-s{seed}-{weights}" + "".join(
+        f"-{key}{value}" for key, value in sorted(config.items()))
     correct = int(round(value * N_SAMPLES))
     rng = np.random.default_rng(zlib.crc32(run_id.encode()))
     labels = rng.integers(0, NUM_CLASSES, N_SAMPLES)
@@ -44,7 +48,8 @@ def write_run(folder, dataset, model, value, top1=None, optimizer="sgd", schedul
         "error": (error or "RuntimeError: CUDA out of memory") if status == "failed" else None,
         "diverged_epoch": 3 if status == "diverged" else None,
         "config": {"dataset": dataset, "model": model, "weights": weights, "optimizer": optimizer,
-                   "schedule": schedule, "lr": lr, "wd": wd, "augment": "paper", "seed": seed, "epochs": 30},
+                   "schedule": schedule, "lr": lr, "wd": wd, "augment": "paper", "seed": seed, "epochs": 30,
+                   **config},
         "dataset": {"name": dataset, "task": "multiclass", "metric": "accuracy", "num_classes": NUM_CLASSES,
                     "selection_split": "val", "report_split": None},
         "model": {"name": model, "imagenet_top1": top1, "params": params, "weights_loaded": "imagenet:IMAGENET1K_V1" if weights == "imagenet" else weights},
@@ -539,3 +544,53 @@ def test_a_bad_predictions_file_is_named_and_the_other_models_keep_their_interva
     assert math.isnan(rows["toy1"].report_low) and math.isnan(rows["toy2"].report_low)
     assert any(str(bad) in w and "NaN/inf" in w for w in analysis.warnings)
     assert any(str(truncated) in w and "cannot be read" in w for w in analysis.warnings)
+
+
+def test_compare_tabulates_the_best_configuration_per_setting_value(tmp_path):
+    """Appendix G: --compare augment gives, per model, the best configuration of each fine-tuning augmentation."""
+    expected = {}
+    for model, top1 in (("resnet50", 76.1), ("resnet50_augmix", 79.0)):
+        for k, augment in enumerate(("paper", "augmix", "randaugment")):
+            best = 0.5 + 0.1 * k + (0.05 if model == "resnet50_augmix" else 0)
+            write_run(tmp_path, "aptos", model, best, top1=top1, lr=0.01, augment=augment)
+            write_run(tmp_path, "aptos", model, best - 0.2, top1=top1, lr=0.1, augment=augment)
+            expected[(model, augment)] = best
+    out = tmp_path / "report"
+    analyze.main([str(tmp_path), "--compare", "augment", "--n-boot", "20", "--out", str(out)])
+    with open(out / "tables" / "comparison.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["model"], r["value"]): float(r["result"]) for r in rows} == pytest.approx(expected, abs=1e-3)
+    assert {r["configurations"] for r in rows} == {"2"}
+    report = (out / "report.md").read_text()
+    assert "## Comparison by augment (Appendix G)" in report
+    assert "| model | augment=augmix | augment=paper | augment=randaugment |" in report
+
+
+def test_clip_towers_are_drawn_apart_and_linear_probes_are_not_candidates(tmp_path):
+    """Figure 8: CLIP (LP-FT) beside the ImageNet models' trend, not in it; LP-FT's probes are not candidates."""
+    rng = np.random.default_rng(0)
+    testbed = {name: e.imagenet_top1 for name, e in models.REGISTRY.items() if e.group == "testbed"}
+    for name, top1 in testbed.items():
+        write_run(tmp_path, "cassava", name, 0.3 + 0.5 * top1 / 100 + rng.normal(0, 0.005))
+    write_run(tmp_path, "cassava", "clip_vit_b16", 0.2, lp_ft_phase="finetune")
+    write_run(tmp_path, "cassava", "clip_vit_b16", 0.99, lr=0.1, lp_ft_phase="probe")  # never chosen
+    result = analyze.analyze([tmp_path], n_boot=N_BOOT)
+    (clip,) = [b for b in result.best if b.model == "clip_vit_b16"]
+    assert clip.report_value == pytest.approx(0.2) and clip.group == "clip"
+    assert any("linear-probe" in w for w in result.warnings)
+    fit = next(f for f in result.trends if f["subset"] == "all" and f["axes"] == "linear")
+    assert fit["n"] == len(testbed)  # CLIP is not in the fit
+    assert any("clip_vit_b16" in note and "Figure 8" in note for note in result.notes)
+    figure = figures.plot_trends(result.best, result.trends)
+    labels = [text for ax in figure.axes for text in ax.get_legend_handles_labels()[1]]
+    assert "CLIP (LP-FT), not fitted" in labels
+
+
+def test_a_final_model_trained_on_all_data_is_named_not_compared(tmp_path):
+    write_run(tmp_path, "aptos", "resnet50", 0.6, top1=76.1)
+    path = next(tmp_path.glob("*.json"))
+    record = json.loads(path.read_text())
+    record["dataset"]["selection_split"] = None
+    path.write_text(json.dumps(record))
+    runs, warnings = runrecords.load_runs([tmp_path])
+    assert runs == [] and "--train-on all" in warnings[0]
