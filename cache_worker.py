@@ -21,6 +21,7 @@ Messages (pickled tuples over one socket per worker):
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -167,6 +168,7 @@ def read_files(channels: int) -> Callable[[int, tuple], np.ndarray]:
 def serve(conn: Connection) -> None:
     """Answer the main process's messages until it says stop (or goes away)."""
     cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV's own threads would oversubscribe the cores
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process, which stops the workers
     _, settings, fmt, channels, data_path = conn.recv()
     view = make_view(settings) if settings is not None else None
     read = read_files(channels)
@@ -179,11 +181,11 @@ def serve(conn: Connection) -> None:
                 inbox.append(conn.recv())
         except EOFError:  # the main process is gone (killed): nothing left to do
             return
-        # Writes first: the main process records chunks in order, and a built chunk waits only for its offset.
-        message = next((m for m in inbox if m is not None and m[0] == "write"), inbox[0])
-        inbox.remove(message)
-        if message is None:
+        if None in inbox:  # stop at once, even with work queued (the build was interrupted)
             return
+        # Writes first: the main process records chunks in order, and a built chunk waits only for its offset.
+        message = next((m for m in inbox if m[0] == "write"), inbox[0])
+        inbox.remove(message)
         kind, chunk = message[:2]
         try:
             if kind == "write":
@@ -241,8 +243,8 @@ class WorkerPool:
             message = self.connections[worker].recv()
         except (EOFError, OSError):
             status = self.processes[worker].wait()
-            raise WorkerFailed(f"cache worker {worker} ended unexpectedly (exit status {status}; killed for "
-                               f"memory?)") from None
+            how = f"killed by {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
+            raise WorkerFailed(f"cache worker {worker} ended unexpectedly ({how}); run again to resume") from None
         if message[0] == "failed":
             raise WorkerFailed(f"cache worker {worker} failed on chunk {message[1]}:\n{message[2]}")
         if message[0] in ("built", "verified"):
