@@ -33,17 +33,18 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import errors
 import models
-import splits
-from cache_build import BuildResult, ensure_built, prepare
+from cache_build import ensure_built, prepare
+from cache_worker import WorkerPool, worker_pool
 from cache_store import (DATA, DATA_PARTIAL, FORMATS, INDEX, INDEX_PARTIAL, LOCK, MANIFEST, PROGRESS, CacheError,
                          CachedImages, cache_settings, open_cache)
 from data import REGISTRY, Samples, open_dataset
 from data.cli import add_data_arguments, dataset_options
-from data.verify import BadImage, BadImagesError, verify_images
+from data.verify import BadImage, BadImagesError, usable_cores, verify_images
 
 MODEL_GROUPS = ("all", *dict.fromkeys(entry.group for entry in models.REGISTRY.values()))
 DEFAULT_GROUP = "testbed"
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def open_splits(args: argparse.Namespace) -> tuple[Samples, dict]:
     """The dataset and the indices of the requested splits, as train.py would read them."""
+    import splits  # here, not at the top: scikit-learn loads (a second) while the workers start
     samples = open_dataset(args.dataset, args.root, **dataset_options(args.dataset, args))
     try:
         split_indices, split_path, _ = splits.resolve_split(samples, args.split_file, args.split_method,
@@ -136,31 +138,22 @@ def report_bad(dataset: str, bad: list[BadImage], skip: bool, built: bool) -> No
         print(f"  - {image.path}: {image.reason}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.workers is not None and args.workers < 0:
-        raise errors.UsageError(f"--workers must be 0 or more, got {args.workers}")
-    sizes = input_sizes(args.dataset, args.model, args.models, args.img_size)
-    samples, chosen = open_splits(args)
+def verify_only(args: argparse.Namespace, samples: Samples, chosen: dict, pool: WorkerPool | None) -> int:
+    indices = sorted({int(i) for rows in chosen.values() for i in rows})
+    started = time.perf_counter()
+    bad = verify_images(samples, indices, args.workers, args.cache_dir, pool=pool)
+    print(f"{args.dataset}: {len(indices)} images of {', '.join(chosen)} verified in "
+          f"{time.perf_counter() - started:.1f} s, {len(bad)} bad (memo in {args.cache_dir}/{args.dataset})")
+    report_bad(args.dataset, bad, args.skip_bad_images, built=False)
+    return 0
 
-    if args.verify_images:
-        indices = sorted({int(i) for rows in chosen.values() for i in rows})
-        started = time.perf_counter()
-        bad = verify_images(samples, indices, args.workers, args.cache_dir)
-        print(f"{args.dataset}: {len(indices)} images of {', '.join(chosen)} verified in "
-              f"{time.perf_counter() - started:.1f} s, {len(bad)} bad (memo in {args.cache_dir}/{args.dataset})")
-        report_bad(args.dataset, bad, args.skip_bad_images, built=False)
-        return 0
 
-    plan = [(name, cache_settings(size, "train" if name == "train" else "eval")) for size in sizes for name in chosen]
-    if args.dry_run:
-        for name, settings in plan:
-            print(f"{args.dataset} {name} ({settings['kind']} {settings['img_size']}): {len(chosen[name])} images")
-        return 0
+def build_all(args: argparse.Namespace, samples: Samples, plan: list[tuple[str, dict]], chosen: dict,
+              pool: WorkerPool | None) -> int:
     started, results = time.perf_counter(), []
     for name, settings in plan:
-        result: BuildResult = ensure_built(samples, chosen[name], settings, args.cache_dir, args.workers,
-                                           args.format, rebuild=args.rebuild)
+        result = ensure_built(samples, chosen[name], settings, args.cache_dir, args.workers, args.format,
+                              rebuild=args.rebuild, pool=pool)
         info = open_cache(samples, chosen[name], settings, args.cache_dir).info
         results.append(result)
         print(f"{args.dataset} {name} ({settings['kind']} {settings['img_size']}): {info['images']} images, "
@@ -177,6 +170,27 @@ def main(argv: list[str] | None = None) -> int:
            for result in results for entry in result.bad_images}
     report_bad(args.dataset, sorted(bad.values()), args.skip_bad_images, built=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.workers is not None and args.workers < 0:
+        raise errors.UsageError(f"--workers must be 0 or more, got {args.workers}")
+    sizes = input_sizes(args.dataset, args.model, args.models, args.img_size)
+    workers = usable_cores() if args.workers is None else args.workers
+    # The workers start first: they get ready (numpy and OpenCV imports) while the dataset and its split are read.
+    with worker_pool(workers) if workers and not args.dry_run else nullcontext() as pool:
+        samples, chosen = open_splits(args)
+        if args.verify_images:
+            return verify_only(args, samples, chosen, pool)
+        plan = [(name, cache_settings(size, "train" if name == "train" else "eval"))
+                for size in sizes for name in chosen]
+        if args.dry_run:
+            for name, settings in plan:
+                print(f"{args.dataset} {name} ({settings['kind']} {settings['img_size']}): "
+                      f"{len(chosen[name])} images")
+            return 0
+        return build_all(args, samples, plan, chosen, pool)
 
 
 if __name__ == "__main__":

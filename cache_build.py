@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 import records
 from cache_store import (DATA, DATA_PARTIAL, FORMATS, INDEX, INDEX_COLUMNS, INDEX_PARTIAL, LOCK, MANIFEST, PROGRESS,
                          ROW_BYTES, cache_folder, cache_key, check_indices, check_settings, read_finished)
-from cache_worker import TASKS_PER_WORKER, Entry, WorkerPool, make_view, work_chunk, write_payloads
+from cache_worker import TASKS_PER_WORKER, Entry, WorkerPool, make_view, work_chunk, worker_pool, write_payloads
 from data import Samples
 from data.verify import VerificationMemo, chunk_items, usable_cores
 
@@ -74,8 +74,9 @@ def prepare(samples: Samples, indices, settings: dict, cache_dir: str | Path = "
 
 def ensure_built(samples: Samples, indices, settings: dict, cache_dir: str | Path = "cache",
                  workers: int | None = None, fmt: str = "npy", progress: bool = True, *, rebuild: bool = False,
-                 chunk_size: int | None = None) -> BuildResult:
-    """`prepare`, telling what it did (for cache.py's report and the benchmark)."""
+                 chunk_size: int | None = None, pool: WorkerPool | None = None) -> BuildResult:
+    """`prepare`, telling what it did (for cache.py's report). `pool`: running workers to use instead of starting
+    `workers` new ones."""
     indices = check_indices(samples, indices)
     settings = check_settings(settings)
     if fmt not in FORMATS:
@@ -85,9 +86,9 @@ def ensure_built(samples: Samples, indices, settings: dict, cache_dir: str | Pat
                          f"need the npy format")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    workers = usable_cores() if workers is None else workers
+    workers = len(pool) if pool is not None else usable_cores() if workers is None else workers
     if samples.image_files is None:
-        workers = 0  # images already in memory: nothing to decode, and nothing worth sending to other processes
+        workers, pool = 0, None  # images already in memory: nothing to decode, nothing worth sending elsewhere
     key, material = cache_key(samples, indices, settings)
     folder = cache_folder(cache_dir, samples.name, settings, key, len(indices))
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ def ensure_built(samples: Samples, indices, settings: dict, cache_dir: str | Pat
             clear(folder)
         started = time.perf_counter()
         built, bad = build(samples, indices, settings, folder, key, material, fmt, workers, chunk_size, progress,
-                           VerificationMemo(cache_dir, samples.name))
+                           VerificationMemo(cache_dir, samples.name), pool)
         result = BuildResult(folder, built, time.perf_counter() - started, workers, bad)
     if progress and built:
         print(f"{folder}: built {built} images in {result.seconds:.1f} s ({result.rate:.0f} images/s, "
@@ -140,8 +141,8 @@ def resume_point(folder: Path, key: str, fmt: str) -> tuple[int, int, list]:
 
 
 def build(samples: Samples, indices: np.ndarray, settings: dict, folder: Path, key: str, material: dict,
-          fmt: str, workers: int, chunk_size: int | None, progress: bool,
-          memo: VerificationMemo) -> tuple[int, list[dict]]:
+          fmt: str, workers: int, chunk_size: int | None, progress: bool, memo: VerificationMemo,
+          pool: WorkerPool | None = None) -> tuple[int, list[dict]]:
     """Build (or finish building) the cache in `folder`; returns (images decoded, bad images of the whole cache)."""
     done, offset, bad = resume_point(folder, key, fmt)
     if done:
@@ -151,7 +152,7 @@ def build(samples: Samples, indices: np.ndarray, settings: dict, folder: Path, k
     remaining = len(indices) - done
     chunk_size = chunk_size or max(1, min(DEFAULT_CHUNK_SIZE, math.ceil(remaining / (4 * max(1, workers)))))
     chunks = chunk_items(samples, indices[done:], chunk_size)
-    workers = min(workers, len(chunks))
+    workers = min(workers, len(chunks)) if pool is None else workers
     verified = {}
     data_fd = os.open(folder / DATA_PARTIAL, os.O_WRONLY | os.O_CREAT, 0o666)
     try:
@@ -164,7 +165,7 @@ def build(samples: Samples, indices: np.ndarray, settings: dict, folder: Path, k
                 written = written_here(samples, chunks, settings, fmt, data_fd, offset)
             else:
                 written = written_by_workers(chunks, settings, fmt, samples.num_channels, folder / DATA_PARTIAL,
-                                             offset, workers)
+                                             offset, workers, pool)
             last_checkpoint = time.monotonic()
             with closing(written):  # the workers stop when the build does, also on an error
                 for items, entries, offset in written:
@@ -228,14 +229,15 @@ def written_here(samples: Samples, chunks: list[list], settings: dict, fmt: str,
 
 
 def written_by_workers(chunks: list[list], settings: dict, fmt: str, channels: int, data_path: Path, offset: int,
-                       workers: int) -> Written:
+                       workers: int, pool: WorkerPool | None) -> Written:
     """Each chunk decoded by a worker process, which writes it once told its offset; yielded in order once
     written. At most 2 x TASKS_PER_WORKER chunks per worker are built and not yet written (bounded memory)."""
     window = 2 * TASKS_PER_WORKER * workers
     entries: dict[int, list[Entry]] = {}
     holder, starts, written = {}, {}, set()
     to_send = to_place = to_yield = 0
-    with WorkerPool(workers, settings, fmt, channels, data_path) as pool:
+    with worker_pool(workers, pool) as pool:
+        pool.configure(settings, fmt, channels, data_path)
         while to_yield < len(chunks):
             while (to_send < len(chunks) and to_send - to_yield < window
                    and (worker := pool.idle_worker()) is not None):

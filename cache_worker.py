@@ -11,7 +11,7 @@ it), answers "write" with the offset, and the worker writes the bytes into the d
 process only does bookkeeping, and the bytes are the same whatever the number of workers.
 
 Messages (pickled tuples over one socket per worker):
-    main -> worker  ("setup", settings | None, fmt, channels, data_path | None)     once, first
+    main -> worker  ("setup", settings | None, fmt, channels, data_path | None)     before each job
                     ("build" | "verify", chunk, [(sample, (file, ...)), ...])
                     ("write", chunk, offset)
                     None                                                            stop
@@ -27,7 +27,8 @@ import subprocess
 import sys
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import NamedTuple
@@ -169,10 +170,7 @@ def serve(conn: Connection) -> None:
     """Answer the main process's messages until it says stop (or goes away)."""
     cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV's own threads would oversubscribe the cores
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process, which stops the workers
-    _, settings, fmt, channels, data_path = conn.recv()
-    view = make_view(settings) if settings is not None else None
-    read = read_files(channels)
-    data_fd = os.open(data_path, os.O_WRONLY) if data_path else None
+    view, read, fmt, data_fd = None, None, "npy", None
     held: dict[int, list] = {}  # chunk -> payloads built but not yet written
     inbox: deque = deque()
     while True:
@@ -186,6 +184,13 @@ def serve(conn: Connection) -> None:
         # Writes first: the main process records chunks in order, and a built chunk waits only for its offset.
         message = next((m for m in inbox if m[0] == "write"), inbox[0])
         inbox.remove(message)
+        if message[0] == "setup":  # a new job: its view, format, channels and data file
+            _, settings, fmt, channels, data_path = message
+            view, read = (make_view(settings) if settings else None), read_files(channels)
+            if data_fd is not None:
+                os.close(data_fd)
+            data_fd = os.open(data_path, os.O_WRONLY) if data_path else None
+            continue
         kind, chunk = message[:2]
         try:
             if kind == "write":
@@ -206,9 +211,10 @@ class WorkerFailed(RuntimeError):
 
 
 class WorkerPool:
-    """`workers` processes running `serve`, all set up alike. `send` to one, `receive` from whichever answers."""
+    """`workers` processes running `serve`. `configure` them for a job, `send` to one, `receive` from whichever
+    answers. One pool can serve several jobs in turn (cache.py starts it once for all its caches)."""
 
-    def __init__(self, workers: int, settings: dict | None, fmt: str, channels: int, data_path: Path | None):
+    def __init__(self, workers: int):
         self.connections: list[Connection] = []
         self.processes: list[subprocess.Popen] = []
         self.load = [0] * workers  # tasks sent and not yet answered, per worker
@@ -219,11 +225,18 @@ class WorkerPool:
                                                        pass_fds=(theirs.fileno(),)))
                 theirs.close()
                 self.connections.append(Connection(ours.detach()))
-                self.connections[-1].send(("setup", settings, fmt, channels,
-                                           str(data_path) if data_path else None))
         except BaseException:
             self.close()
             raise
+
+    def __len__(self) -> int:
+        return len(self.connections)
+
+    def configure(self, settings: dict | None, fmt: str, channels: int, data_path: Path | None) -> None:
+        """Set every worker up for the next job: the view to store (None: only decode), the format, the images'
+        channels and the data file to write into."""
+        for connection in self.connections:
+            connection.send(("setup", settings, fmt, channels, str(data_path) if data_path else None))
 
     def idle_worker(self) -> int | None:
         """The least busy worker that can take another task, or None when all have enough queued."""
@@ -272,15 +285,26 @@ class WorkerPool:
         self.close()
 
 
-def verified_chunks(chunks: list[list], workers: int, channels: int,
-                    read: Callable[[int, tuple | None], np.ndarray]) -> Iterable[tuple[int, list[Entry]]]:
+@contextmanager
+def worker_pool(workers: int, pool: WorkerPool | None = None) -> Iterator[WorkerPool]:
+    """`pool` when given (left running), else a pool of `workers` processes for the duration of the block."""
+    if pool is not None:
+        yield pool
+        return
+    with WorkerPool(workers) as own:
+        yield own
+
+
+def verified_chunks(chunks: list[list], workers: int, channels: int, read: Callable[[int, tuple | None], np.ndarray],
+                    pool: WorkerPool | None = None) -> Iterator[tuple[int, list[Entry]]]:
     """(chunk number, entries) of every chunk decoded without keeping anything, in the order they finish.
-    `read` is used in this process (workers=0); worker processes read the files themselves."""
-    if workers == 0:
+    `read` is used in this process (workers=0 and no pool); worker processes read the files themselves."""
+    if pool is None and workers == 0:
         for number, items in enumerate(chunks):
             yield number, work_chunk(items, read, None, "npy")[1]
         return
-    with WorkerPool(min(workers, len(chunks)), None, "npy", channels, None) as pool:
+    with worker_pool(min(workers, len(chunks)), pool) as pool:
+        pool.configure(None, "npy", channels, None)
         queued = deque(enumerate(chunks))
         for _ in range(len(chunks)):
             while queued and (worker := pool.idle_worker()) is not None:

@@ -1,9 +1,9 @@
 """How fast cache.py builds a cache: images/s in one process (--workers 0) and with N worker processes, and the ratio.
 
     python benchmarks/cache_build.py                                       # 1,600 JPEGs of 800x600, 0 vs all cores
-    python benchmarks/cache_build.py --images 3200 --size 400x300 --workers 16 --repeat 3
+    python benchmarks/cache_build.py --images 3200 --width 400 --height 300 --workers 16
 
-Writes a synthetic Cassava copy of --images JPEGs of --size (data/synthetic.py's images, in Cassava's layout; kept
+Writes a synthetic Cassava copy of --images JPEGs of --width x --height (data/synthetic.py's images, in Cassava's layout; kept
 in --data and reused when it is already there), then runs `cache.py cassava --img-size 256` exactly as a user would,
 in a fresh cache folder each time: once with --workers 0 and once with --workers N, --repeat times each,
 alternating. Cassava's paper split puts 80% of the images in train (the train variant, short side 288) and 20% in
@@ -50,17 +50,6 @@ def machine_description() -> str:
             f"OpenCV {cv2.__version__}")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'800x600' -> (width, height)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like 800x600, got {text!r}") from None
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"--size must be positive, got {text!r}")
-    return width, height
-
-
 def write_photo(job: tuple[Path, int, int, int]) -> None:
     path, seed, width, height = job
     label = seed % len(CASSAVA_DISEASES)
@@ -100,21 +89,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--images", type=int, default=1600, help="JPEGs to generate (a multiple of 5)")
-    p.add_argument("--size", type=parse_size, default="800x600", help="their size, WIDTHxHEIGHT")
+    p.add_argument("--width", type=int, default=800, help="their width in pixels")
+    p.add_argument("--height", type=int, default=600, help="their height in pixels")
     p.add_argument("--workers", type=int, default=usable_cores(), help="worker processes of the parallel build")
     p.add_argument("--repeat", type=int, default=3, help="runs of each; the best is reported")
     p.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "cache-build-benchmark",
                    help="folder for the generated dataset (reused when complete) and the caches")
     args = p.parse_args()
+    if min(args.width, args.height, args.images, args.repeat) < 1:
+        p.error("--images, --width, --height and --repeat must be positive")
+    size = (args.width, args.height)
 
-    root = args.data / f"cassava-{args.images}-{args.size[0]}x{args.size[1]}"
+    root = args.data / f"cassava-{args.images}-{size[0]}x{size[1]}"
     if not (root / "complete").exists():
         shutil.rmtree(root, ignore_errors=True)
-        write_dataset(root, args.images, args.size, args.workers)
+        write_dataset(root, args.images, size, args.workers)
     samples = open_dataset("cassava", root)
     mean_bytes = np.mean([os.path.getsize(files[0]) for files in samples.image_files])
     print(f"machine: {machine_description()}")
-    print(f"data: {len(samples)} JPEGs of {args.size[0]}x{args.size[1]}, {mean_bytes / 2**10:.0f} KiB each, in {root}")
+    print(f"data: {len(samples)} JPEGs of {size[0]}x{size[1]}, {mean_bytes / 2**10:.0f} KiB each, in {root}")
 
     work = args.data / "work"
     work.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 import errors
 import records
-from cache_worker import Entry, file_stats, verified_chunks
+from cache_worker import Entry, WorkerPool, file_stats, verified_chunks
 from data import Samples
 
 MEMO_NAME = "verified-images.json"
@@ -100,15 +100,16 @@ class VerificationMemo:
 
 
 def verify_images(samples: Samples, indices, workers: int | None = None, memo_dir: str | Path = "cache",
-                  progress: bool = True) -> list[BadImage]:
+                  progress: bool = True, pool: WorkerPool | None = None) -> list[BadImage]:
     """Decode every image of `samples[indices]` not verified before; return the bad ones, in sample order.
 
-    workers: decoding processes (default: every usable core; 0 decodes in this process). memo_dir: where the memo
-    lives (the cache folder, never inside the package). In-memory datasets have nothing to verify.
+    workers: decoding processes (default: every usable core; 0 decodes in this process), or `pool`, running ones.
+    memo_dir: where the memo lives (the cache folder, never inside the package). In-memory datasets have nothing to
+    verify.
     """
     if samples.image_files is None:
         return []
-    workers = usable_cores() if workers is None else workers
+    workers = len(pool) if pool is not None else usable_cores() if workers is None else workers
     channels = samples.num_channels
     memo = VerificationMemo(memo_dir, samples.name)
     known = memo.load()
@@ -128,8 +129,8 @@ def verify_images(samples: Samples, indices, workers: int | None = None, memo_di
     with tqdm(total=len(todo), unit="img", disable=not progress or not todo,
               desc=f"verify {samples.name} images") as bar:
         try:
-            for number, entries in verified_chunks(chunks, min(workers, len(chunks)), channels,
-                                                   lambda sample, files: samples.read_image(sample)):
+            for number, entries in verified_chunks(chunks, workers, channels,
+                                                   lambda sample, files: samples.read_image(sample), pool):
                 for (sample, files), entry in zip(chunks[number], entries):
                     if entry.problem is not None:
                         bad.append(BadImage(sample, Path(entry.problem[0]), entry.problem[1]))

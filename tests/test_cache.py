@@ -21,6 +21,7 @@ import engine
 import transforms
 from data import REGISTRY, BadImageError, Samples, open_dataset
 from data.synthetic import write_fixture, write_image
+from image_reads import count_reads  # tests/image_reads.py
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 32          # training input size of the tests: train cache short side 36, eval cache 32 x 32
@@ -30,19 +31,6 @@ SHAPE = (60, 90)   # fixture images (height, width), larger than both variants
 @pytest.fixture
 def aptos(tmp_path: Path) -> Samples:
     return open_dataset("aptos", write_fixture("aptos", tmp_path / "aptos", per_class=4, size=SHAPE))
-
-
-def count_reads(samples: Samples) -> list[int]:
-    """Record every sample index read from the original files (for in-process builds, workers=0)."""
-    reads: list[int] = []
-    original = Samples.read_image.__get__(samples)
-
-    def counted(index: int) -> np.ndarray:
-        reads.append(index)
-        return original(index)
-
-    samples.read_image = counted
-    return reads
 
 
 def stored(folder: Path) -> tuple[bytes, np.ndarray]:

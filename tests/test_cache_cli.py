@@ -92,7 +92,7 @@ def test_expected_errors_are_one_line_without_a_traceback(tmp_path):
 
 def test_the_build_benchmark_runs_and_reports_both_rates(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cache_build.py"), "--images", "10",
-                             "--size", "64x48", "--workers", "2", "--repeat", "1", "--data", str(tmp_path)],
+                             "--width", "64", "--height", "48", "--workers", "2", "--repeat", "1", "--data", str(tmp_path)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "machine: CPU" in result.stdout and "--workers 0 " in result.stdout and "--workers 2 " in result.stdout

@@ -15,6 +15,7 @@ from data import Samples, open_dataset
 from data.images import check_image_file
 from data.synthetic import write_fixture
 from data.verify import MEMO_NAME, BadImage, BadImagesError, verify_images
+from image_reads import count_reads  # tests/image_reads.py
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,18 +29,6 @@ def eurosat_with_a_truncated_jpeg(tmp_path: Path) -> tuple[Samples, int]:
     data = path.read_bytes()
     path.write_bytes(data[:len(data) * 2 // 3])  # a download cut short: the header is intact, the tail missing
     return samples, broken
-
-
-def count_reads(samples: Samples) -> list[int]:
-    reads: list[int] = []
-    original = Samples.read_image.__get__(samples)
-
-    def counted(index: int) -> np.ndarray:
-        reads.append(index)
-        return original(index)
-
-    samples.read_image = counted
-    return reads
 
 
 def test_a_truncated_jpeg_passes_the_header_check_and_is_reported_by_verification(eurosat_with_a_truncated_jpeg,
