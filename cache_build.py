@@ -6,9 +6,10 @@
 The samples are cut into chunks. Worker processes (cache_worker.py) decode a chunk, shrink its images and report
 their byte lengths; the main process gives each chunk its offset in data.bin.partial (the lengths of the chunks
 before it) and the worker writes its bytes there. No pixels pass through the main process, so it only keeps the
-books: it appends each chunk's index rows, in order, once the chunk is written, and every CHECKPOINT_SECONDS it
-flushes both files to disk and records the images done in progress.json. A killed build resumes after the last
-recorded image (bytes written after it are discarded). At the end data.bin is renamed into place, index.npy is
+books: it appends each chunk's index rows, in order, once the chunk is written, and every CHECKPOINT_SECONDS a
+background thread flushes both files to disk and then records the images done in progress.json (so the disk writes
+while the workers decode). A killed build resumes after the last recorded image (bytes written after it are
+discarded). At the end data.bin is renamed into place, index.npy is
 written, and manifest.json last. The bytes are the same for any number of workers and any chunk size.
 
 An image that cannot be decoded is recorded, not dropped: reading it from the cache raises the same BadImageError
@@ -26,6 +27,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -156,9 +158,9 @@ def build(samples: Samples, indices: np.ndarray, settings: dict, folder: Path, k
     verified = {}
     data_fd = os.open(folder / DATA_PARTIAL, os.O_WRONLY | os.O_CREAT, 0o666)
     try:
-        with tqdm(total=len(indices), initial=done, unit="img", disable=not progress,
-                  desc=f"cache {samples.name} {settings['kind']} {settings['img_size']}") as bar, \
-                open(folder / INDEX_PARTIAL, "ab") as index_file:
+        with open(folder / INDEX_PARTIAL, "ab") as index_file, \
+                tqdm(total=len(indices), initial=done, unit="img", disable=not progress,
+                     desc=f"cache {samples.name} {settings['kind']} {settings['img_size']}") as bar:
             os.ftruncate(data_fd, offset)  # drop what a killed build wrote after its last recorded image
             index_file.truncate(done * ROW_BYTES)
             if workers == 0:
@@ -166,8 +168,8 @@ def build(samples: Samples, indices: np.ndarray, settings: dict, folder: Path, k
             else:
                 written = written_by_workers(chunks, settings, fmt, samples.num_channels, folder / DATA_PARTIAL,
                                              offset, workers, pool)
-            last_checkpoint = time.monotonic()
-            with closing(written):  # the workers stop when the build does, also on an error
+            # closing: the workers stop when the build does, also on an error
+            with closing(written), Checkpoints(folder, data_fd, index_file) as checkpoints:
                 for items, entries, offset in written:
                     rows = []
                     for (sample, files), entry in zip(items, entries):
@@ -179,40 +181,75 @@ def build(samples: Samples, indices: np.ndarray, settings: dict, folder: Path, k
                     index_file.write(np.asarray(rows, dtype=np.int64).tobytes())
                     done += len(items)
                     bar.update(len(items))
-                    if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
-                        checkpoint(folder, data_fd, index_file, {"key": key, "format": fmt, "images": done,
-                                                                 "bytes": offset, "bad_images": bad})
-                        last_checkpoint = time.monotonic()
+                    checkpoints.when_due({"key": key, "format": fmt, "images": done, "bytes": offset,
+                                          "bad_images": bad})
             index_file.flush()
             os.fsync(index_file.fileno())
         os.fsync(data_fd)
     finally:
         os.close(data_fd)
         memo.record(verified)  # what was decoded is verified, even when the build stopped half way
+    finish(folder, indices, offset, {"key": key, "material": material, "format": fmt, "settings": settings,
+                                     "bad_images": bad})
+    return remaining, bad
 
+
+def finish(folder: Path, indices: np.ndarray, data_bytes: int, manifest: dict) -> None:
+    """Check what was built, then put data.bin, index.npy and (last) manifest.json into place."""
     index = np.fromfile(folder / INDEX_PARTIAL, dtype=np.int64).reshape(-1, len(INDEX_COLUMNS))
-    if not np.array_equal(index[:, 0], indices) or (folder / DATA_PARTIAL).stat().st_size != offset:
+    if not np.array_equal(index[:, 0], indices) or (folder / DATA_PARTIAL).stat().st_size != data_bytes:
         raise RuntimeError(f"{folder}: the built index or data does not add up; delete the folder and prepare again")
     buffer = io.BytesIO()
     np.save(buffer, index, allow_pickle=False)
     os.replace(folder / DATA_PARTIAL, folder / DATA)
     records.atomic_write_bytes(folder / INDEX, buffer.getvalue())
     records.atomic_write_json(folder / MANIFEST, {
-        "key": key, "material": material, "format": fmt, "settings": settings, "count": len(indices),
-        "data_bytes": offset, "index_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
-        "index_columns": list(INDEX_COLUMNS), "bad_images": bad,
+        **manifest, "count": len(indices), "data_bytes": data_bytes,
+        "index_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(), "index_columns": list(INDEX_COLUMNS),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     (folder / PROGRESS).unlink(missing_ok=True)
     (folder / INDEX_PARTIAL).unlink()
-    return remaining, bad
 
 
-def checkpoint(folder: Path, data_fd: int, index_file, progress: dict) -> None:
-    """Make the images done so far survive a kill or a crash: files to disk first, then the record of them."""
-    index_file.flush()
-    os.fsync(index_file.fileno())
+def checkpoint(folder: Path, data_fd: int, index_fd: int, progress: dict) -> None:
+    """Make the images done so far survive a kill or a crash: both files to disk first, then the record of them."""
+    os.fsync(index_fd)
     os.fsync(data_fd)
     records.atomic_write_json(folder / PROGRESS, progress)
+
+
+class Checkpoints:
+    """A checkpoint every CHECKPOINT_SECONDS, flushed to disk by a background thread: meanwhile this process keeps
+    handing out work, so the workers decode while the disk writes (one checkpoint at a time)."""
+
+    def __init__(self, folder: Path, data_fd: int, index_file):
+        self.folder, self.data_fd, self.index_file = folder, data_fd, index_file
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="cache-checkpoint")
+        self.pending: Future | None = None
+        self.last = time.monotonic()
+
+    def when_due(self, progress: dict) -> None:
+        if time.monotonic() - self.last < CHECKPOINT_SECONDS:
+            return
+        self.wait()
+        self.index_file.flush()  # into the kernel: the thread's fsync covers everything written before it
+        snapshot = {**progress, "bad_images": list(progress["bad_images"])}
+        self.pending = self.thread.submit(checkpoint, self.folder, self.data_fd, self.index_file.fileno(), snapshot)
+        self.last = time.monotonic()
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            self.pending.result()  # raises the thread's error, if any
+            self.pending = None
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.wait()  # a checkpoint under way completes even when the build stopped: it records valid work
+        finally:
+            self.thread.shutdown()
 
 
 Written = Iterator[tuple[list, list[Entry], int]]  # (chunk items, their entries, the chunk's offset), in order
