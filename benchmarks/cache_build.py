@@ -8,8 +8,10 @@ in --data and reused when it is already there), then runs `cache.py cassava --im
 in a fresh cache folder each time: once with --workers 0 and once with --workers N, --repeat times each,
 alternating. Cassava's paper split puts 80% of the images in train (the train variant, short side 288) and 20% in
 val (the eval variant, 256 x 256), so every image is decoded once per run. Reported for each: the build rate
-cache.py prints (images/s over the builds) and the wall time of the whole command (Python start-up, imports,
-reading the dataset and its split included); the best of the repeats, since other processes may share the machine.
+cache.py prints (images/s over the builds), the wall time of the whole command (Python start-up, imports, reading
+the dataset and its split included), and the CPU time of cache.py and its workers per image, which shows what the
+parallelism costs whatever else runs on the machine. The best of the repeats is reported, since other processes may
+share the machine; the load average is printed with the results.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import argparse
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -70,19 +73,25 @@ def write_dataset(root: Path, images: int, size: tuple[int, int], workers: int) 
     print(f"wrote {images} JPEGs of {size[0]}x{size[1]} to {root} in {time.perf_counter() - started:.0f} s")
 
 
-def run_cache_py(root: Path, work: Path, workers: int, run: int) -> tuple[float, float]:
-    """(build rate cache.py printed, wall seconds of the whole command) of one run in a fresh cache folder."""
+def cpu_seconds_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_cache_py(root: Path, work: Path, workers: int, run: int) -> tuple[float, float, float]:
+    """(build rate cache.py printed, wall seconds of the whole command, CPU seconds of it and its workers) of one
+    run in a fresh cache folder. CPU time does not depend on what else runs on the machine; wall time does."""
     cache_dir = work / f"cache-{workers}-{run}"
     command = [sys.executable, str(REPO / "cache.py"), "cassava", "--root", str(root), "--img-size", "256",
                "--workers", str(workers), "--cache-dir", str(cache_dir)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds_of_children()
     result = subprocess.run(command, cwd=work, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds_of_children() - cpu
     shutil.rmtree(cache_dir, ignore_errors=True)
     found = RATE.search(result.stdout)
     if result.returncode != 0 or found is None:
         raise SystemExit(f"cache.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return float(found.group(3)), seconds
+    return float(found.group(3)), seconds, cpu
 
 
 def main() -> None:
@@ -111,18 +120,22 @@ def main() -> None:
 
     work = args.data / "work"
     work.mkdir(parents=True, exist_ok=True)
-    runs: dict[int, list[tuple[float, float]]] = {0: [], args.workers: []}
+    runs: dict[int, list[tuple[float, float, float]]] = {0: [], args.workers: []}
     for run in range(args.repeat):
         for workers in runs:
             runs[workers].append(run_cache_py(root, work, workers, run))
-            rate, seconds = runs[workers][-1]
-            print(f"  run {run + 1}, --workers {workers}: {rate:.0f} images/s, command {seconds:.1f} s", flush=True)
+            rate, seconds, cpu = runs[workers][-1]
+            print(f"  run {run + 1}, --workers {workers}: {rate:.0f} images/s, command {seconds:.1f} s, "
+                  f"CPU {cpu:.1f} s", flush=True)
 
-    best = {workers: (max(r for r, _ in results), min(s for _, s in results)) for workers, results in runs.items()}
-    print(f"cache.py cassava --img-size 256, every image decoded once, best of {args.repeat}:")
-    for workers, (rate, seconds) in best.items():
-        print(f"  --workers {workers:<3} build {rate:6.0f} images/s   whole command {seconds:5.1f} s")
-    (rate0, seconds0), (rate_n, seconds_n) = best[0], best[args.workers]
+    best = {workers: (max(r[0] for r in results), min(r[1] for r in results), min(r[2] for r in results))
+            for workers, results in runs.items()}
+    print(f"cache.py cassava --img-size 256, every image decoded once, best of {args.repeat} "
+          f"(load average now {os.getloadavg()[0]:.1f}):")
+    for workers, (rate, seconds, cpu) in best.items():
+        print(f"  --workers {workers:<3} build {rate:6.0f} images/s   whole command {seconds:5.1f} s   "
+              f"CPU {cpu / len(samples) * 1e3:4.1f} ms/image (all processes)")
+    (rate0, seconds0, _), (rate_n, seconds_n, _) = best[0], best[args.workers]
     print(f"ratio --workers {args.workers} / --workers 0: build rate {rate_n / rate0:.2f}x, "
           f"whole command {seconds0 / seconds_n:.2f}x")
 
