@@ -39,12 +39,12 @@ from pathlib import Path
 import errors
 import models
 from cache_build import ensure_built, prepare
-from cache_worker import WorkerPool, worker_pool
 from cache_store import (DATA, DATA_PARTIAL, FORMATS, INDEX, INDEX_PARTIAL, LOCK, MANIFEST, PROGRESS, CacheError,
                          CachedImages, cache_settings, open_cache)
+from cache_worker import WorkerPool, usable_cores, worker_pool
 from data import REGISTRY, Samples, open_dataset
 from data.cli import add_data_arguments, dataset_options
-from data.verify import BadImage, BadImagesError, usable_cores, verify_images
+from data.verify import BadImage, BadImagesError, verify_images
 
 MODEL_GROUPS = ("all", *dict.fromkeys(entry.group for entry in models.REGISTRY.values()))
 DEFAULT_GROUP = "testbed"

@@ -39,9 +39,10 @@ from tqdm.auto import tqdm
 import records
 from cache_store import (DATA, DATA_PARTIAL, FORMATS, INDEX, INDEX_COLUMNS, INDEX_PARTIAL, LOCK, MANIFEST, PROGRESS,
                          ROW_BYTES, cache_folder, cache_key, check_indices, check_settings, read_finished)
-from cache_worker import TASKS_PER_WORKER, Entry, WorkerPool, make_view, work_chunk, worker_pool, write_payloads
+from cache_worker import (TASKS_PER_WORKER, Entry, WorkerPool, chunk_items, make_view, usable_cores, work_chunk,
+                          worker_pool, write_payloads)
 from data import Samples
-from data.verify import VerificationMemo, chunk_items, usable_cores
+from data.verify import VerificationMemo
 
 DEFAULT_CHUNK_SIZE = 64  # most images per unit of work
 CHECKPOINT_SECONDS = 2.0  # how much work a killed build may lose; each checkpoint flushes the files to disk

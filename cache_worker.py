@@ -36,6 +36,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from data import Samples
 from data.images import BadImageError, read_image_files
 
 JPEG_QUALITY = 95
@@ -116,6 +117,18 @@ def encode(image: np.ndarray, fmt: str) -> np.ndarray | bytes:
 
 # ---------------------------------------------------------------------------------------------------------------
 # One chunk
+
+def usable_cores() -> int:
+    """The cores this process may run on (a Slurm job's share, not the whole machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def chunk_items(samples: Samples, indices, chunk_size: int) -> list[list[tuple[int, tuple[str, ...] | None]]]:
+    """The work of decoding `indices`, cut into chunks of (sample, its files) (files None for in-memory images)."""
+    items = [(int(i), None if samples.image_files is None else tuple(map(str, samples.image_files[i])))
+             for i in indices]
+    return [items[start:start + chunk_size] for start in range(0, len(items), chunk_size)]
+
 
 def file_stats(files: tuple[str, ...] | None) -> tuple[tuple[int, int], ...] | None:
     """(size, mtime_ns) of each file, taken before reading it: what the verification memo remembers."""

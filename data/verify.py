@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 import errors
 import records
-from cache_worker import Entry, WorkerPool, file_stats, verified_chunks
+from cache_worker import Entry, WorkerPool, chunk_items, file_stats, usable_cores, verified_chunks
 from data import Samples
 
 MEMO_NAME = "verified-images.json"
@@ -51,18 +51,6 @@ class BadImagesError(errors.DataError):
         super().__init__(f"dataset '{dataset}': {len(self.bad)} image(s) cannot be decoded{recorded}:\n{listing}\n"
                          f"Way out: pass --skip-bad-images to leave them out (each is counted in the run record), "
                          f"or repair or re-download these files and run again")
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a Slurm job's share, not the whole machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def chunk_items(samples: Samples, indices, chunk_size: int) -> list[list[tuple[int, tuple[str, ...] | None]]]:
-    """The work of decoding `indices`, cut into chunks of (sample, its files) (files None for in-memory images)."""
-    items = [(int(i), None if samples.image_files is None else tuple(map(str, samples.image_files[i])))
-             for i in indices]
-    return [items[start:start + chunk_size] for start in range(0, len(items), chunk_size)]
 
 
 class VerificationMemo:
