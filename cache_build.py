@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import io
 import json
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -44,7 +43,6 @@ from cache_worker import (TASKS_PER_WORKER, Entry, WorkerPool, chunk_items, make
 from data import Samples
 from data.verify import VerificationMemo
 
-DEFAULT_CHUNK_SIZE = 64  # most images per unit of work
 CHECKPOINT_SECONDS = 2.0  # how much work a killed build may lose; each checkpoint flushes the files to disk
 
 
@@ -89,6 +87,8 @@ def ensure_built(samples: Samples, indices, settings: dict, cache_dir: str | Pat
                          f"need the npy format")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {workers}")
     workers = len(pool) if pool is not None else usable_cores() if workers is None else workers
     if samples.image_files is None:
         workers, pool = 0, None  # images already in memory: nothing to decode, nothing worth sending elsewhere
@@ -153,8 +153,7 @@ def build(samples: Samples, indices: np.ndarray, settings: dict, folder: Path, k
     else:
         clear(folder)
     remaining = len(indices) - done
-    chunk_size = chunk_size or max(1, min(DEFAULT_CHUNK_SIZE, math.ceil(remaining / (4 * max(1, workers)))))
-    chunks = chunk_items(samples, indices[done:], chunk_size)
+    chunks = chunk_items(samples, indices[done:], workers, chunk_size)
     workers = min(workers, len(chunks)) if pool is None else workers
     verified = {}
     data_fd = os.open(folder / DATA_PARTIAL, os.O_WRONLY | os.O_CREAT, 0o666)

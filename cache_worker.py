@@ -20,6 +20,7 @@ Messages (pickled tuples over one socket per worker):
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -41,6 +42,7 @@ from data.images import BadImageError, read_image_files
 
 JPEG_QUALITY = 95
 WORKER_SCRIPT = Path(__file__).resolve()
+MAX_CHUNK_SIZE = 64  # images per unit of work, at most
 TASKS_PER_WORKER = 2  # chunks sent to a worker ahead of its answers: one being decoded, one waiting
 
 
@@ -123,10 +125,13 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def chunk_items(samples: Samples, indices, chunk_size: int) -> list[list[tuple[int, tuple[str, ...] | None]]]:
-    """The work of decoding `indices`, cut into chunks of (sample, its files) (files None for in-memory images)."""
+def chunk_items(samples: Samples, indices, workers: int,
+                chunk_size: int | None = None) -> list[list[tuple[int, tuple[str, ...] | None]]]:
+    """The work of decoding `indices`, cut into chunks of (sample, its files) (files None for in-memory images).
+    Default size: at least 4 chunks per worker, so that all are busy to the end, and at most MAX_CHUNK_SIZE."""
     items = [(int(i), None if samples.image_files is None else tuple(map(str, samples.image_files[i])))
              for i in indices]
+    chunk_size = chunk_size or max(1, min(MAX_CHUNK_SIZE, math.ceil(len(items) / (4 * max(1, workers)))))
     return [items[start:start + chunk_size] for start in range(0, len(items), chunk_size)]
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,6 @@ from data import Samples
 
 MEMO_NAME = "verified-images.json"
 MEMO_VERSION = 1
-CHUNK_SIZE = 64
 
 
 @dataclass(frozen=True, order=True)
@@ -106,13 +104,11 @@ def verify_images(samples: Samples, indices, workers: int | None = None, memo_di
         files = tuple(map(str, samples.image_files[sample]))
         remembered = known.get(memo.key(files, channels))
         stats = file_stats(files)
-        if remembered is not None and stats is not None and remembered["stats"] == [list(s) for s in stats]:
-            if remembered["problem"] is not None:
-                bad.append(BadImage(int(sample), Path(remembered["problem"][0]), remembered["problem"][1]))
-        else:
-            todo.append(int(sample))
-    chunk_size = max(1, min(CHUNK_SIZE, math.ceil(len(todo) / (4 * max(1, workers)))))
-    chunks = chunk_items(samples, todo, chunk_size)
+        if not isinstance(remembered, dict) or stats is None or remembered.get("stats") != [list(s) for s in stats]:
+            todo.append(int(sample))  # new, changed, missing, or a memo entry this version cannot read
+        elif remembered.get("problem"):
+            bad.append(BadImage(int(sample), Path(remembered["problem"][0]), remembered["problem"][1]))
+    chunks = chunk_items(samples, todo, workers)
     verified = {}
     with tqdm(total=len(todo), unit="img", disable=not progress or not todo,
               desc=f"verify {samples.name} images") as bar:
