@@ -120,11 +120,14 @@ def open_splits(args: argparse.Namespace) -> tuple[Samples, dict]:
         raise errors.DataError(str(error)) from None
     except ValueError as error:  # a split method or seed this dataset does not have
         raise errors.UsageError(str(error)) from None
-    names = args.splits or list(split_indices)
+    names = list(args.splits or split_indices)
     missing = [name for name in names if name not in split_indices]
     if missing:
         raise errors.UsageError(f"--splits: {split_path} has no split {', '.join(missing)} "
                                 f"(it has {', '.join(split_indices)})")
+    for name in [name for name in names if len(split_indices[name]) == 0]:
+        print(f"{split_path}: split {name} is empty; nothing to cache")
+        names.remove(name)
     return samples, {name: split_indices[name] for name in names}
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+import errors
 import records
 from cache_store import (DATA, DATA_PARTIAL, FORMATS, INDEX, INDEX_COLUMNS, INDEX_PARTIAL, LOCK, MANIFEST, PROGRESS,
                          ROW_BYTES, cache_folder, cache_key, check_indices, check_settings, read_finished)
@@ -44,6 +45,10 @@ from data import Samples
 from data.verify import VerificationMemo
 
 CHECKPOINT_SECONDS = 2.0  # how much work a killed build may lose; each checkpoint flushes the files to disk
+
+
+class UnsupportedFormatError(errors.UsageError, ValueError):
+    """A cache format that cannot hold these images."""
 
 
 @dataclass
@@ -81,10 +86,10 @@ def ensure_built(samples: Samples, indices, settings: dict, cache_dir: str | Pat
     indices = check_indices(samples, indices)
     settings = check_settings(settings)
     if fmt not in FORMATS:
-        raise ValueError(f"cache format must be one of {FORMATS}, got {fmt!r}")
+        raise UnsupportedFormatError(f"cache format must be one of {FORMATS}, got {fmt!r}")
     if fmt == "jpeg" and samples.num_channels != 3:
-        raise ValueError(f"{samples.name}: JPEG holds 3-channel images; {samples.num_channels}-channel images "
-                         f"need the npy format")
+        raise UnsupportedFormatError(f"{samples.name}: JPEG (--format jpeg) holds 3-channel images; "
+                                     f"{samples.num_channels}-channel images need the npy format")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     if workers is not None and workers < 0:

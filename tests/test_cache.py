@@ -18,6 +18,7 @@ import cache
 import cache_build
 import cache_worker
 import engine
+import errors
 import transforms
 from data import REGISTRY, BadImageError, Samples, open_dataset
 from data.synthetic import write_fixture, write_image
@@ -152,7 +153,7 @@ def test_hpa_stains_are_cached_composited(tmp_path):
     pipeline = transforms.eval_transform(SIZE)
     assert all(np.array_equal(images(i), pipeline(image=hpa.read_image(i))["image"]) for i in indices)
     assert images(indices[0]).shape == (SIZE, SIZE, 4)
-    with pytest.raises(ValueError, match="npy"):
+    with pytest.raises(errors.UsageError, match="npy"):  # cache.py --format jpeg: one line, no traceback
         cache.prepare(hpa, indices, settings, tmp_path, workers=0, fmt="jpeg", progress=False)
 
 

@@ -32,6 +32,8 @@ def test_command_line_prepares_train_and_eval_splits_and_reports_its_rate(tmp_pa
     assert "every cache was already built" in capsys.readouterr().out
     with pytest.raises(errors.UsageError, match="--splits: .* has no split nosuch"):
         cache.main(["digits", "--splits", "nosuch", "--workers", "0", "--cache-dir", "c"])
+    with pytest.raises(models.UnknownModelError, match="resnet19"):
+        cache.main(["digits", "--model", "resnet19", "--dry-run"])
 
 
 @pytest.mark.parametrize("dataset", sorted(REGISTRY))
