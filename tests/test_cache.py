@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -112,6 +114,18 @@ def test_a_killed_parallel_build_resumes_and_ends_with_the_same_bytes(aptos, tmp
     assert cache.prepare(aptos, indices, settings, tmp_path / "cache", workers=2, progress=False) == folder
     assert "resuming an interrupted build at image 2 of 20" in capsys.readouterr().out
     assert stored(folder)[0] == stored(clean)[0] and np.array_equal(stored(folder)[1], stored(clean)[1])
+
+
+def test_one_builder_per_folder_the_other_waits_and_reuses_its_cache(aptos, tmp_path):
+    indices = np.arange(len(aptos))
+    settings = cache.cache_settings(SIZE, "train")
+    reads, read = count_reads(aptos), aptos.read_image
+    aptos.read_image = lambda index: (time.sleep(0.005), read(index))[1]  # a build long enough to overlap
+    with ThreadPoolExecutor(2) as pool:  # each call opens the lock file itself, as two processes would
+        folders = list(pool.map(lambda _: cache.prepare(aptos, indices, settings, tmp_path, workers=0,
+                                                        progress=False), range(2)))
+    assert folders[0] == folders[1] and sorted(reads) == list(indices)  # built once
+    assert cache.open_cache(aptos, indices, settings, tmp_path) is not None
 
 
 def test_worker_processes_import_neither_torch_nor_albumentations():
