@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -11,11 +17,16 @@ import numpy as np
 import pytest
 
 import cache
+import cache_build
+import cache_worker
 import engine
+import errors
 import transforms
 from data import REGISTRY, BadImageError, Samples, open_dataset
 from data.synthetic import write_fixture, write_image
+from image_reads import count_reads  # tests/image_reads.py
 
+REPO = Path(__file__).resolve().parent.parent
 SIZE = 32          # training input size of the tests: train cache short side 36, eval cache 32 x 32
 SHAPE = (60, 90)   # fixture images (height, width), larger than both variants
 
@@ -23,19 +34,6 @@ SHAPE = (60, 90)   # fixture images (height, width), larger than both variants
 @pytest.fixture
 def aptos(tmp_path: Path) -> Samples:
     return open_dataset("aptos", write_fixture("aptos", tmp_path / "aptos", per_class=4, size=SHAPE))
-
-
-def count_reads(samples: Samples) -> list[int]:
-    """Record every sample index read from the original files (for in-process builds, workers=0)."""
-    reads: list[int] = []
-    original = Samples.read_image.__get__(samples)
-
-    def counted(index: int) -> np.ndarray:
-        reads.append(index)
-        return original(index)
-
-    samples.read_image = counted
-    return reads
 
 
 def stored(folder: Path) -> tuple[bytes, np.ndarray]:
@@ -71,6 +69,81 @@ def test_build_stores_shrunk_images_and_a_second_prepare_reuses_them(aptos, tmp_
     assert stored(other)[0] == stored(folder)[0] and np.array_equal(stored(other)[1], stored(folder)[1])
 
 
+@pytest.mark.parametrize("fmt", ["npy", "jpeg"])
+def test_the_bytes_are_the_same_whatever_the_number_of_workers_and_chunks(aptos, tmp_path, fmt):
+    indices = np.arange(len(aptos))[::-1]  # any order: the cache keeps the order of the indices
+    settings = cache.cache_settings(SIZE, "train")
+    builds = [cache.prepare(aptos, indices, settings, tmp_path / f"{workers}-{chunk}", workers=workers, fmt=fmt,
+                            chunk_size=chunk, progress=False)
+              for workers, chunk in [(0, None), (1, 20), (3, 1), (4, None)]]
+    first = stored(builds[0])
+    assert all(stored(b)[0] == first[0] and np.array_equal(stored(b)[1], first[1]) for b in builds[1:])
+    assert np.array_equal(first[1][:, 0], indices)
+
+
+def test_multi_file_samples_are_built_alike_by_worker_processes(tmp_path):
+    hpa = open_dataset("hpa", write_fixture("hpa", tmp_path / "hpa", per_class=1, size=(40, 40)), channels="rgby")
+    indices = np.arange(len(hpa))
+    for kind in ("train", "eval"):
+        settings = cache.cache_settings(SIZE, kind)
+        here = cache.prepare(hpa, indices, settings, tmp_path / "here", workers=0, progress=False)
+        there = cache.prepare(hpa, indices, settings, tmp_path / "there", workers=2, progress=False)
+        assert stored(here)[0] == stored(there)[0] and np.array_equal(stored(here)[1], stored(there)[1])
+
+
+def test_a_killed_parallel_build_resumes_and_ends_with_the_same_bytes(aptos, tmp_path, capsys):
+    """The builder is SIGKILLed right after its first checkpoint, while workers have written chunks past it."""
+    indices = np.arange(len(aptos))
+    settings = cache.cache_settings(SIZE, "eval")
+    clean = cache.prepare(aptos, indices, settings, tmp_path / "clean", workers=0, progress=False)
+    killed = textwrap.dedent(f"""
+        import os, signal, numpy as np, cache_build
+        from data import open_dataset
+        def checkpoint_then_die(*args):
+            real_checkpoint(*args)
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_checkpoint, cache_build.checkpoint, cache_build.CHECKPOINT_SECONDS = cache_build.checkpoint, checkpoint_then_die, 0
+        cache_build.prepare(open_dataset("aptos", {str(aptos.root)!r}), np.arange({len(aptos)}), {settings!r},
+                            {str(tmp_path / "cache")!r}, workers=2, progress=False, chunk_size=2)
+        """)
+    result = subprocess.run([sys.executable, "-c", killed], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    folder = tmp_path / "cache" / clean.relative_to(tmp_path / "clean")
+    assert (folder / cache.PROGRESS).exists() and not (folder / cache.MANIFEST).exists()
+
+    assert cache.prepare(aptos, indices, settings, tmp_path / "cache", workers=2, progress=False) == folder
+    assert "resuming an interrupted build at image 2 of 20" in capsys.readouterr().out
+    assert stored(folder)[0] == stored(clean)[0] and np.array_equal(stored(folder)[1], stored(clean)[1])
+
+
+def test_one_builder_per_folder_the_other_waits_and_reuses_its_cache(aptos, tmp_path):
+    indices = np.arange(len(aptos))
+    settings = cache.cache_settings(SIZE, "train")
+    reads, read = count_reads(aptos), aptos.read_image
+    aptos.read_image = lambda index: (time.sleep(0.005), read(index))[1]  # a build long enough to overlap
+    with ThreadPoolExecutor(2) as pool:  # each call opens the lock file itself, as two processes would
+        folders = list(pool.map(lambda _: cache.prepare(aptos, indices, settings, tmp_path, workers=0,
+                                                        progress=False), range(2)))
+    assert folders[0] == folders[1] and sorted(reads) == list(indices)  # built once
+    assert cache.open_cache(aptos, indices, settings, tmp_path) is not None
+
+
+def test_worker_processes_import_neither_torch_nor_albumentations():
+    """What makes a worker start in a fraction of a second, whatever script started the build."""
+    heavy = subprocess.run([sys.executable, "-c", "import sys, cache_worker; "
+                            "print(sorted({'torch', 'albumentations', 'timm', 'sklearn'} & set(sys.modules)))"],
+                           cwd=REPO, capture_output=True, text=True, check=True)
+    assert heavy.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("shape", [(60, 90, 3), (90, 60, 3), (31, 47, 4), (32, 32, 3), (20, 25, 3), (101, 33, 1)])
+def test_the_eval_view_without_albumentations_is_transforms_eval_transform(shape):
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    for resize, crop in [(SIZE, SIZE), (36, SIZE), (64, 64)]:
+        expected = transforms.eval_transform(crop, resize)(image=image)["image"]
+        assert np.array_equal(cache_worker.resize_center_crop(image, resize, crop), expected)
+
+
 def test_in_memory_dataset_is_keyed_on_its_pixels(tmp_path):
     digits = open_dataset("digits")  # 8 x 8 images in memory
     indices = np.arange(40)
@@ -94,7 +167,7 @@ def test_hpa_stains_are_cached_composited(tmp_path):
     pipeline = transforms.eval_transform(SIZE)
     assert all(np.array_equal(images(i), pipeline(image=hpa.read_image(i))["image"]) for i in indices)
     assert images(indices[0]).shape == (SIZE, SIZE, 4)
-    with pytest.raises(ValueError, match="npy"):
+    with pytest.raises(errors.UsageError, match="npy"):  # cache.py --format jpeg: one line, no traceback
         cache.prepare(hpa, indices, settings, tmp_path, workers=0, fmt="jpeg", progress=False)
 
 
@@ -119,7 +192,8 @@ def test_changed_source_file_or_settings_make_the_cache_stale(aptos, tmp_path):
     assert np.array_equal(cache.open_cache(aptos, indices, settings, tmp_path)(5), np.full((36, 54, 3), 17))
 
 
-def test_interrupted_build_resumes_with_the_remaining_chunks_only(aptos, tmp_path, capsys):
+def test_interrupted_build_resumes_with_the_remaining_chunks_only(aptos, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cache_build, "CHECKPOINT_SECONDS", 0)  # record progress after every chunk
     indices = np.arange(len(aptos))  # 20 images, chunks of 4
     settings = cache.cache_settings(SIZE, "train")
     clean = cache.prepare(aptos, indices, settings, tmp_path / "clean", workers=0, progress=False)
@@ -277,16 +351,3 @@ def test_crops_from_the_cached_copy_cover_the_same_regions_as_from_the_original(
         assert regions[:, 2].min() < 0.02 and regions[:, 3].max() > 0.98
         summaries.append([area.mean(), aspect.mean(), regions[:, :2].mean(), regions[:, 2:].mean()])
     assert np.allclose(summaries[0], summaries[1], atol=0.02)
-
-
-def test_command_line_prepares_train_and_eval_splits(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # the default split file goes to ./splits, as train.py writes it
-    assert cache.main(["digits", "--img-size", "16", "--workers", "0", "--cache-dir", "c"]) == 0
-    out = capsys.readouterr().out
-    assert "digits train (train 16)" in out and "digits val (eval 16)" in out
-    import splits
-    indices, _, _ = splits.resolve_split(open_dataset("digits"))
-    assert cache.open_cache(open_dataset("digits"), indices["val"], cache.cache_settings(16, "eval"),
-                            "c")(indices["val"][0]).shape == (16, 16, 3)
-    with pytest.raises(SystemExit, match="no split nosuch"):
-        cache.main(["digits", "--splits", "nosuch", "--workers", "0", "--cache-dir", "c"])

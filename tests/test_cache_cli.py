@@ -1,0 +1,101 @@
+"""Tests for cache.py's command line: which sizes and splits it prepares (the sizes train.py asks for), its
+report, its help text and its errors."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cache
+import errors
+import models
+import splits
+from data import REGISTRY, open_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_command_line_prepares_train_and_eval_splits_and_reports_its_rate(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the default split file goes to ./splits, as train.py writes it
+    assert cache.main(["digits", "--img-size", "16", "--workers", "0", "--cache-dir", "c"]) == 0
+    out = capsys.readouterr().out
+    assert "digits train (train 16)" in out and "digits val (eval 16)" in out
+    assert re.search(r"built \d+ images in [\d.]+ s: \d+ images/s \(in this process\)", out)
+    indices, _, _ = splits.resolve_split(open_dataset("digits"))
+    assert cache.open_cache(open_dataset("digits"), indices["val"], cache.cache_settings(16, "eval"),
+                            "c")(indices["val"][0]).shape == (16, 16, 3)
+    assert cache.main(["digits", "--img-size", "16", "--workers", "0", "--cache-dir", "c"]) == 0
+    assert "every cache was already built" in capsys.readouterr().out
+    with pytest.raises(errors.UsageError, match="--splits: .* has no split nosuch"):
+        cache.main(["digits", "--splits", "nosuch", "--workers", "0", "--cache-dir", "c"])
+    with pytest.raises(models.UnknownModelError, match="resnet19"):
+        cache.main(["digits", "--model", "resnet19", "--dry-run"])
+
+
+@pytest.mark.parametrize("dataset", sorted(REGISTRY))
+def test_the_size_cache_py_prepares_for_a_model_is_the_size_train_py_asks_for(dataset):
+    parser = cache.build_parser()
+    for model in models.REGISTRY:
+        args = parser.parse_args([dataset, "--model", model])
+        assert cache.input_sizes(args.dataset, args.model, args.models, args.img_size) == \
+            [models.input_size(model, dataset)]
+        args = parser.parse_args([dataset, "--model", model, "--img-size", "300"])
+        if models.REGISTRY[model].fixed_input_size:
+            with pytest.raises(errors.UsageError, match="only accepts"):
+                cache.input_sizes(args.dataset, args.model, args.models, args.img_size)
+        else:
+            assert cache.input_sizes(args.dataset, args.model, args.models, args.img_size) == [300]
+
+
+def test_without_a_model_the_testbed_sizes_are_prepared():
+    testbed = [name for name, entry in models.REGISTRY.items() if entry.group == "testbed"]
+    assert len(testbed) == 19
+    assert cache.input_sizes("aptos") == [224, 256]  # DeiT at 224, the rest at the paper's 256
+    assert cache.input_sizes("eurosat") == [224]
+    assert cache.input_sizes("aptos", group="all") == sorted({models.input_size(m, "aptos") for m in models.REGISTRY})
+    assert cache.input_sizes("aptos", img_sizes=[320, 288, 320]) == [288, 320]
+
+
+def test_a_cache_prepared_for_models_is_the_one_train_py_reads(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["digits", "--model", "deit_tiny", "resnet18", "--splits", "val", "--workers", "0", "--cache-dir", "c"]
+    assert cache.main([*args, "--dry-run"]) == 0
+    samples = open_dataset("digits")
+    val = splits.resolve_split(samples)[0]["val"]
+    assert capsys.readouterr().out.splitlines() == [f"digits val (eval 32): {len(val)} images",
+                                                   f"digits val (eval 224): {len(val)} images"]
+    assert not (tmp_path / "c").exists()
+    assert cache.main(args) == 0
+    for model in ("deit_tiny", "resnet18"):
+        reader = cache.reader_for(samples, val, models.input_size(model, "digits"), "eval", "auto", "c")
+        assert reader is not None and reader.info["settings"]["img_size"] == models.input_size(model, "digits")
+
+
+def test_help_shows_each_default_once():
+    text = cache.build_parser().format_help()
+    assert "(default: None)" not in text
+    blocks = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
+    assert len(blocks) > 10
+    for block in blocks:
+        assert block.count("(default:") <= 1, block
+
+
+def test_expected_errors_are_one_line_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "cache.py"), "digits", "--splits", "nosuch",
+                             "--workers", "0", "--cache-dir", str(tmp_path / "c")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("cache.py: error: --splits:") and "Traceback" not in result.stderr
+
+
+def test_the_build_benchmark_runs_and_reports_both_rates(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cache_build.py"), "--images", "10",
+                             "--width", "64", "--height", "48", "--workers", "2", "--repeat", "1", "--data", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "machine: CPU" in result.stdout and "--workers 0 " in result.stdout and "--workers 2 " in result.stdout
+    assert re.search(r"ratio --workers 2 / --workers 0: build rate [\d.]+x, whole command [\d.]+x", result.stdout)
