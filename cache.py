@@ -36,6 +36,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import cli
 import errors
 import models
 from cache_build import ensure_built, prepare
@@ -83,15 +84,8 @@ def input_sizes(dataset: str, model_names: list[str] | None = None, group: str |
     return sorted({models.input_size(name, dataset, size) for name in names for size in (img_sizes or [None])})
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Each default shown once: none for flags whose default is decided later (None), which say it in words."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        return action.help if action.default is None else super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    p = cli.parser(__doc__.split("\n\n")[0])
     p.add_argument("dataset", choices=sorted(REGISTRY), help="dataset from the registry in data/")
     add_data_arguments(p)  # the same flags as train.py, so the cache is built for the images train.py reads
     which = p.add_mutually_exclusive_group()

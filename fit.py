@@ -24,6 +24,7 @@ import models
 import networks
 import records
 import transforms
+from data.verify import BadImagesError, verify_images
 from trainrun import RunFiles, TrainRun, now
 
 
@@ -53,6 +54,8 @@ def fit(args, inputs, configs: list[dict]) -> int:
     indices, pin = inputs.split_indices, accelerator.device.type == "cuda"
     readers = {split: cache.reader_for(samples, indices[split], img_size, "train" if split == "train" else "eval",
                                        args.cache, args.cache_dir) for split in ["train", *inputs.eval_splits]}
+    if args.verify_images or args.cache == "build":  # after a build this reads the memo the build filled
+        verify_all_images(samples, indices, args, accelerator)
     input_path = augmentation_device(args, accelerator.device)
     train_set = engine.SampleDataset(samples, indices["train"],
                                      transforms.train_transform(spec, img_size, args.augment,
@@ -183,6 +186,19 @@ def fit(args, inputs, configs: list[dict]) -> int:
     finally:
         accelerator.end_training()
     return 1 if failed else 0
+
+
+def verify_all_images(samples, indices: dict, args, accelerator) -> None:
+    """Decode every image of the run's splits before the first step (data/verify.py), once per machine; stop listing
+    every file that fails, unless --skip-bad-images (then they are skipped and counted as they come)."""
+    every = np.unique(np.concatenate([rows for rows in indices.values()]))
+    with accelerator.main_process_first():
+        bad = verify_images(samples, every, workers=args.workers, memo_dir=args.cache_dir,
+                            progress=accelerator.is_local_main_process)
+    if bad and not args.skip_bad_images:
+        raise BadImagesError(samples.name, bad)
+    if bad:
+        accelerator.print(f"{len(bad)} image(s) cannot be decoded and will be skipped (--skip-bad-images)")
 
 
 def augmentation_device(args, device: torch.device) -> str:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-from sklearn.model_selection import StratifiedGroupKFold
 
 import errors
 from data import DatasetSpec, Samples
@@ -182,6 +180,7 @@ def _official_split(samples: Samples) -> np.ndarray:
 
 
 def _stratified_split(samples: Samples, seed: int) -> np.ndarray:
+    from sklearn.model_selection import StratifiedGroupKFold  # here: a slow import most runs skip
     spec = samples.spec
     if samples.labels.ndim == 2:
         return _multilabel_split(samples.labels, spec, seed)
@@ -222,6 +221,7 @@ def _patient_groups(samples: Samples) -> np.ndarray:
 
 def _multilabel_split(labels: np.ndarray, spec: DatasetSpec, seed: int) -> np.ndarray:
     """Iterative stratification: 73% training, then the rest 2:1 into the selection split and the third split."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # here: a slow import most runs skip
     train_fraction, selection_fraction, report_fraction = MULTILABEL_FRACTIONS
     third = [name for name in spec.splits if name not in (spec.splits[0], spec.selection_split)]
     if len(third) != 1:

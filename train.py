@@ -47,7 +47,7 @@ from trainrun import RunFiles
 # Settings that say where and how fast a run goes, not what it computes: left out of the run id.
 NOT_IN_RUN_ID = {"out", "workers", "log_with", "compile", "root", "split_file", "skip_bad_images", "composite_dir",
                  "cache", "cache_dir", "save_weights", "until_epoch", "lp_ft", "probe_lr", "probe_wd", "extra_root",
-                 "augment_device"}
+                 "augment_device", "verify_images"}
 PACKED = ("optimizer", "schedule", "lr", "wd")  # flags that take several values: every combination is a run
 
 
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", default="digits", choices=sorted(REGISTRY), help="dataset from the registry in data/")
     add_data_arguments(g)
     g.add_argument("--skip-bad-images", action="store_true", help="skip (and count in the record) images that fail to decode, instead of stopping")
+    g.add_argument("--verify-images", action="store_true", help="decode every image before the first step and list all that fail (on with --cache build, which decodes them anyway); verified files are remembered by size and modification time under --cache-dir")
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data-loading worker processes per device")
     g.add_argument("--cache", default="auto", choices=["auto", "build", "off"], help="prepared image cache (cache.py): use when present, build if missing, or read the original files")
     g.add_argument("--cache-dir", default="cache", help="folder of prepared image caches")
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", nargs="+", type=float, default=None, help="learning rate(s); default 0.01, or with --lp-ft the paper's fine-tuning grid 1e-4 1e-5 1e-6 (paper grid: SGD 1e-1..1e-4, AdamW 1e-2..1e-5)")
     g.add_argument("--wd", nargs="+", type=float, default=None, help="weight decay(s); default 1e-4, or with --lp-ft 1e-3 1e-4 1e-5 1e-6 0 (paper grid: 1e-3..1e-6 and 0)")
     g.add_argument("--wd-convention", default="paper", choices=["paper", "plain"], help="AdamW only: 'paper' passes wd/lr to AdamW (as the paper's code), 'plain' passes wd")
-    g.add_argument("--epochs", type=int, default=None, help="epochs (default: the paper's, 30; Melanoma 10)")
+    g.add_argument("--epochs", type=int, default=None, help="epochs; the paper's 30 (Melanoma 10) when not given")
     g.add_argument("--batch-size", type=int, default=128, help="global batch size, split evenly over processes")
     g.add_argument("--augment", default="paper", choices=list(transforms.AUGMENTATIONS), help="training augmentation (transforms.py)")
     g.add_argument("--augment-device", default="auto", choices=["auto", "cpu", "gpu"], help="where the paper's crop and flips are resampled: in the loader workers, or batched on the device (gpu_augment.py; 'auto': on CUDA)")

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import torch
 
+from cache_worker import resize_center_crop
 from data import DatasetSpec
 
 AUGMENTATIONS = ("paper", "none", "randaugment", "augmix", "kaggle", "aptos-kaggle")
@@ -302,8 +303,8 @@ def train_transform(spec: DatasetSpec, img_size: int, augment: str = "paper",
 
 
 class ResizeCenterCrop(A.ImageOnlyTransform):
-    """torchvision's Resize(resize_size) + CenterCrop(crop_size), pixel geometry included: the short side becomes
-    resize_size, the long side int(resize_size * long / short), and the crop's offset rounds half to even.
+    """torchvision's Resize(resize_size) + CenterCrop(crop_size), pixel geometry included (cache_worker's
+    resize_center_crop, the one definition, which the cache workers use without albumentations).
     (albumentations' SmallestMaxSize rounds the long side and CenterCrop floors the offset: up to a pixel off.)"""
 
     def __init__(self, resize_size: int, crop_size: int, p: float = 1.0):
@@ -311,16 +312,7 @@ class ResizeCenterCrop(A.ImageOnlyTransform):
         self.resize_size, self.crop_size = resize_size, crop_size
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        height, width = img.shape[:2]
-        short, long = min(height, width), max(height, width)
-        new_long = int(self.resize_size * long / short)
-        new_height, new_width = (self.resize_size, new_long) if height <= width else (new_long, self.resize_size)
-        interpolation = cv2.INTER_AREA if self.resize_size < short else cv2.INTER_LINEAR
-        resized = cv2.resize(img, (new_width, new_height), interpolation=interpolation).reshape(
-            new_height, new_width, *img.shape[2:])
-        top = int(round((new_height - self.crop_size) / 2))
-        left = int(round((new_width - self.crop_size) / 2))
-        return resized[top:top + self.crop_size, left:left + self.crop_size]
+        return resize_center_crop(img, self.resize_size, self.crop_size)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("resize_size", "crop_size")

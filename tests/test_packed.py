@@ -191,3 +191,22 @@ def test_crops_resized_on_the_device_train_like_the_cpu_path(packed, split_file,
     assert record["run_id"] == reference["run_id"]  # where the crop is resampled is not part of the experiment
     for ours, theirs in zip(record["history"], reference["history"]):
         assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=0.02)
+
+
+def test_verify_images_reports_a_truncated_image_before_the_first_step(tmp_path, monkeypatch):
+    from data.synthetic import write_fixture
+    from data.verify import BadImagesError
+    root = write_fixture("aptos", tmp_path / "aptos", per_class=6)
+    broken = sorted((root / "train_images").iterdir())[3]
+    broken.write_bytes(broken.read_bytes()[:200])  # a PNG cut short: its header still looks right
+    monkeypatch.chdir(tmp_path)
+    args = ["--dataset", "aptos", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs", "1",
+            "--batch-size", "8", "--img-size", "16", "--workers", "0", "--out", str(tmp_path / "runs"),
+            "--cache-dir", str(tmp_path / "cache")]
+    with pytest.raises(BadImagesError, match=broken.name) as error:
+        train_script.main([*args, "--verify-images"])
+    assert "--skip-bad-images" in str(error.value)
+    assert not list((tmp_path / "runs").glob("*.json"))  # stopped before any run started
+    assert train_script.main([*args, "--verify-images", "--skip-bad-images"]) == 0
+    (record,) = records_by_lr_wd(tmp_path / "runs").values()
+    assert record["status"] == "complete" and broken.stem in record["bad_image_ids"]

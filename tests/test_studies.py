@@ -16,7 +16,7 @@ def test_aptos_kaggle_study_writes_a_submission_from_the_data(tmp_path):
     aptos = write_fixture("aptos", tmp_path / "aptos", per_class=8)
     dr2015 = write_fixture("dr2015", tmp_path / "dr2015", per_class=4)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
-           "LAUNCH": sys.executable, "MODELS": "resnet18 shufflenet_v2_x0_5", "APTOS_ROOT": str(aptos),
+           "LAUNCH": sys.executable, "MODELS": "resnet18 mobilenet_v3_small", "APTOS_ROOT": str(aptos),
            "DR2015_ROOT": str(dr2015), "OUT": str(tmp_path / "runs"), "SUBMISSION": str(tmp_path / "submission.csv"),
            "TRAIN_OPTIONS": "--weights random --epochs 1 --img-size 32 --batch-size 8 --workers 0"}
     result = subprocess.run(["bash", str(REPO / "studies" / "aptos_kaggle.sh")], cwd=tmp_path, env=env,
