@@ -13,7 +13,8 @@ Measured in one run on this machine, in images/s:
       is what train.py records per epoch (training time only), averaged over epochs 2 and 3 (the first includes
       worker start-up);
 and b/a, the input path train.py chose (record "input_path"), and with --compile the same two with torch.compile.
---json FILE saves the results for `grid.py estimate --throughput FILE`.
+With --pack N, also (c) N configurations trained together by one train.py (several --lr values): images/s per
+configuration, against (b) for one. --json FILE saves the results for `grid.py estimate --throughput FILE`.
 """
 from __future__ import annotations
 
@@ -98,22 +99,24 @@ def model_alone(args, model_name: str, img_size: int, compile_model: bool) -> fl
     return args.steps * args.batch_size / (time.perf_counter() - started)
 
 
-def end_to_end(args, model_name: str, root: Path, work: Path, compile_model: bool) -> tuple[float, str]:
-    """(b): train.py's own training rate (epochs 2-3 of 3) and the input path it chose."""
-    out = work / f"runs-{model_name}-{'compiled' if compile_model else 'eager'}"
+def end_to_end(args, model_name: str, root: Path, work: Path, compile_model: bool, pack: int = 1) -> tuple[float, str]:
+    """(b): train.py's own training rate per configuration (epochs 2-3 of 3) and the input path it chose; with
+    pack > 1, of each of `pack` configurations trained together (c)."""
+    out = work / f"runs-{model_name}-{'compiled' if compile_model else 'eager'}-pack{pack}"
     argv = ["--dataset", "cassava", "--root", str(root), "--model", model_name, "--weights", "random",
             "--epochs", "3", "--batch-size", str(args.batch_size), "--workers", str(args.workers),
             "--cache", "build", "--cache-dir", str(work / "cache"), "--out", str(out), "--save-weights", "none",
-            "--split-file", str(work / "split.csv"), "--lr", "0.01", "--precision", precision(args)]
+            "--split-file", str(work / "split.csv"), "--lr", *[f"{0.01 / 2 ** i:g}" for i in range(pack)],
+            "--precision", precision(args)]
     if args.img_size:
         argv += ["--img-size", str(args.img_size)]
     if compile_model:
         argv.append("--compile")
     if train.main(argv) != 0:
         raise SystemExit(f"train.py {' '.join(argv)} did not complete")
-    (record,) = [records.read_json(p) for p in out.glob("*.json")]
-    later = [entry["images_per_s"] for entry in record["history"][1:]]
-    return sum(later) / len(later), record.get("input_path", "cpu")
+    found = [records.read_json(p) for p in out.glob("*.json")]
+    later = [entry["images_per_s"] for record in found for entry in record["history"][1:]]
+    return sum(later) / len(later), found[0].get("input_path", "cpu")
 
 
 def precision(args) -> str:
@@ -143,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"], help="where to train; by default CUDA when there is one")
     p.add_argument("--precision", default="auto", choices=["auto", "no", "bf16"], help="'auto': bf16 on a GPU, fp32 on a CPU")
     p.add_argument("--compile", action="store_true", help="also measure (a) and (b) with torch.compile")
+    p.add_argument("--pack", type=int, default=1, help="also measure (c): this many configurations packed in one train.py")
     p.add_argument("--json", default=None, help="save the results to this file, for grid.py estimate")
     args = p.parse_args(argv)
     if args.device == "cpu":
@@ -167,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
                                 "train_py_img_per_s": b, "input_path": path})
                 print(f"{model_name:<22} @{img_size} {'compiled' if compiled else 'eager   '}  (a) model alone "
                       f"{a:8.0f} img/s  (b) train.py {b:8.0f} img/s  b/a {b / a:.2f}  input path: {path}")
+                if args.pack > 1:
+                    c, _ = end_to_end(args, model_name, root, work, compiled, args.pack)
+                    results[-1]["packed"] = {"configurations": args.pack, "img_per_s_per_configuration": c}
+                    print(f"{'':<22}  (c) {args.pack} packed: {c:8.0f} img/s per configuration ({c / b:.2f} of (b)), "
+                          f"{c * args.pack:8.0f} img/s of training in all")
     if args.json:
         records.atomic_write_json(args.json, {"machine": f"{device_name}, {os.cpu_count()} cores",
                                               "device": device_name, "results": results})
