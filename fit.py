@@ -75,10 +75,7 @@ def fit(args, inputs, configs: list[dict]) -> int:
     train_loader, *prepared = accelerator.prepare(train_loader, *eval_loaders.values())
     eval_loaders = dict(zip(eval_loaders, prepared))
 
-    runs, model_info = [], None
-    for config in configs:
-        run, model_info = build_run(config, args, samples, accelerator, channels_last)
-        runs.append(run)
+    runs = [build_run(config, args, samples, accelerator, channels_last) for config in configs]
     mean, std = models.normalization(args.model, args.normalize)
 
     def model_input(batch: dict) -> torch.Tensor:
@@ -125,6 +122,11 @@ def fit(args, inputs, configs: list[dict]) -> int:
     selection_key = f"{inputs.selection_split}_{spec.metric}" if inputs.selection_split else None
     pending, failed = list(runs), 0
     try:
+        for run in list(pending):  # killed after its last epoch's state was saved, or rerun with --until-epoch
+            if run.progress["epoch"] >= run.config["epochs"]:
+                failed += complete(run, samples, pending, selection_key, args)
+            elif args.until_epoch is not None and run.progress["epoch"] >= args.until_epoch:
+                finish(run, samples, pending, status="paused")
         while pending:
             done, step = min(position(run) for run in pending)
             group = [run for run in pending if position(run) == (done, step)]  # same epoch and step: same batches
@@ -218,7 +220,7 @@ def augmentation_device(args, device: torch.device) -> str:
     return "gpu" if args.augment_device == "gpu" or applies else "cpu"
 
 
-def build_run(config: dict, args, samples, accelerator, channels_last: bool) -> tuple[TrainRun, dict]:
+def build_run(config: dict, args, samples, accelerator, channels_last: bool) -> TrainRun:
     """One configuration's model (initialised right after set_seed, as a lone run's), optimizer and scheduler."""
     spec = samples.spec
     set_seed(args.seed)
@@ -244,7 +246,7 @@ def build_run(config: dict, args, samples, accelerator, channels_last: bool) -> 
     run = TrainRun(config, RunFiles(args.out, config["run_id"]), model, optimizer, scheduler, accelerator,
                    random_state=random_state, head_modules=head_modules(model, info) if head_only else None)
     run.model_info = info
-    return run, info
+    return run
 
 
 def head_modules(model, info: dict) -> list[torch.nn.Module]:

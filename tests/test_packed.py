@@ -210,3 +210,20 @@ def test_verify_images_reports_a_truncated_image_before_the_first_step(tmp_path,
     assert train_script.main([*args, "--verify-images", "--skip-bad-images"]) == 0
     (record,) = records_by_lr_wd(tmp_path / "runs").values()
     assert record["status"] == "complete" and broken.stem in record["bad_image_ids"]
+
+
+def test_a_run_killed_after_its_last_saved_epoch_completes_without_training_more(split_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "runs"
+    args = digits_args(split_file, out, 2)
+    assert train_script.main([*args, "--until-epoch", "1"]) == 0
+    assert train_script.main([*args, "--until-epoch", "1"]) == 0  # already there: nothing trained
+    (record,) = records_by_lr_wd(out).values()
+    assert record["status"] == "paused" and len(record["history"]) == 1
+    progress_file = out / record["run_id"] / "state" / "progress.json"
+    progress = records.read_json(progress_file)
+    records.atomic_write_json(progress_file, {**progress, "epoch": 2})  # as if killed right after epoch 2's save
+    assert train_script.main(args) == 0
+    (record,) = records_by_lr_wd(out).values()
+    assert record["status"] == "complete" and [e["epoch"] for e in record["history"]] == [1]
+    assert not (out / record["run_id"] / "state").exists()
