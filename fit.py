@@ -72,8 +72,8 @@ def fit(args, inputs, configs: list[dict]) -> int:
         engine.SampleDataset(samples, indices[split], transforms.eval_transform(img_size), seed=args.seed,
                              reader=readers[split], skip_bad_images=args.skip_bad_images),
         per_device_batch, False, args.workers, pin_memory=pin) for split in inputs.eval_splits}
-    train_loader, *prepared = accelerator.prepare(train_loader, *eval_loaders.values())
-    eval_loaders = dict(zip(eval_loaders, prepared))
+    train_loader = accelerator.prepare(train_loader)
+    eval_loaders = {split: accelerator.prepare(loader) for split, loader in eval_loaders.items()}
 
     runs = [build_run(config, args, samples, accelerator, channels_last) for config in configs]
     mean, std = models.normalization(args.model, args.normalize)

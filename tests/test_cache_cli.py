@@ -13,6 +13,7 @@ import cache
 import errors
 import models
 import splits
+import train
 from data import REGISTRY, open_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,8 +41,10 @@ def test_the_size_cache_py_prepares_for_a_model_is_the_size_train_py_asks_for(da
     parser = cache.build_parser()
     for model in models.REGISTRY:
         args = parser.parse_args([dataset, "--model", model])
+        trains_at = train.resolve_config(train.build_parser().parse_args(["--dataset", dataset, "--model", model]))
+        evaluates_at = models.input_size(model, dataset, None)  # evaluate.py --model; runs: the record's, train.py's
         assert cache.input_sizes(args.dataset, args.model, args.models, args.img_size) == \
-            [models.input_size(model, dataset)]
+            [models.input_size(model, dataset)] == [trains_at["img_size"]] == [evaluates_at]
         args = parser.parse_args([dataset, "--model", model, "--img-size", "300"])
         if models.REGISTRY[model].fixed_input_size:
             with pytest.raises(errors.UsageError, match="only accepts"):

@@ -227,3 +227,21 @@ def test_a_run_killed_after_its_last_saved_epoch_completes_without_training_more
     (record,) = records_by_lr_wd(out).values()
     assert record["status"] == "complete" and [e["epoch"] for e in record["history"]] == [1]
     assert not (out / record["run_id"] / "state").exists()
+
+
+def test_a_final_aptos_model_on_all_labelled_data_plus_dr2015(tmp_path, monkeypatch):
+    from data.synthetic import write_fixture
+    aptos = write_fixture("aptos", tmp_path / "aptos", per_class=6)
+    dr2015 = write_fixture("dr2015", tmp_path / "dr2015", per_class=3)
+    monkeypatch.chdir(tmp_path)
+    assert train_script.main(["--dataset", "aptos", "--root", str(aptos), "--extra-train", "dr2015", "--extra-root",
+                              str(dr2015), "--train-on", "all", "--model", "resnet18", "--weights", "random",
+                              "--epochs", "2", "--batch-size", "8", "--img-size", "16", "--workers", "0",
+                              "--head", "regression", "--out", str(tmp_path / "runs")]) == 0
+    (record,) = records_by_lr_wd(tmp_path / "runs").values()
+    dataset = record["dataset"]
+    assert record["status"] == "complete" and dataset["selection_split"] is None
+    assert dataset["split_sizes"] == {"train": 30 + 15}  # APTOS's train and val, and every 2015 image
+    assert [p["dataset"] for p in dataset["combined_with"]] == ["aptos", "dr2015"]
+    assert record["best"]["epoch"] == 2  # nothing to select on: the last epoch is kept
+    assert (tmp_path / "runs" / record["run_id"] / "best.safetensors").exists()

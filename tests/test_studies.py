@@ -5,6 +5,7 @@ import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import REPO
 from data.synthetic import write_fixture
@@ -30,3 +31,16 @@ def test_aptos_kaggle_study_writes_a_submission_from_the_data(tmp_path):
     assert header == ["id_code", "diagnosis"] and [row[0] for row in rows] == test_ids
     assert all(row[1] in {"0", "1", "2", "3", "4"} for row in rows)
     assert "ensemble" in result.stdout
+
+
+def test_the_demo_trains_above_chance_into_its_own_folder(tmp_path):
+    """demo.sh with one of its three models (the README gives all three's results): well above chance (10%)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable, "DEMO_MODELS": "resnet18",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", str(REPO / "demo.sh")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (tmp_path / "runs").exists() and (tmp_path / "demo" / "report" / "report.md").exists()
+    with open(tmp_path / "demo" / "report" / "tables" / "best.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["model"] == "resnet18" and float(row["report_value"]) > 0.5
