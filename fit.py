@@ -25,7 +25,7 @@ import networks
 import records
 import transforms
 from data.verify import BadImagesError, verify_images
-from trainrun import RunFiles, TrainRun, now
+from trainrun import MODEL, RunFiles, TrainRun, link_or_copy, now
 
 
 def fit(args, inputs, configs: list[dict]) -> int:
@@ -117,7 +117,7 @@ def fit(args, inputs, configs: list[dict]) -> int:
                                                                 if not isinstance(v, list)})
 
     stop_requested = []
-    signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
     # Training on all labelled data (--train-on all) leaves nothing to select on: the last epoch is kept.
     selection_key = f"{inputs.selection_split}_{spec.metric}" if inputs.selection_split else None
     pending, failed = list(runs), 0
@@ -139,6 +139,8 @@ def fit(args, inputs, configs: list[dict]) -> int:
             lrs = {run.run_id: run.optimizer.param_groups[0]["lr"] for run in group}
             totals = engine.train_one_epoch(group, loader, accelerator, outputs, model_input, epoch=epoch,
                                             start_step=step, should_stop=lambda: bool(stop_requested))
+            if "stopped_at" not in totals and agreed(accelerator, bool(stop_requested)):
+                totals["stopped_at"] = step + len(loader)  # trained to the end: save it before evaluating
             for run in group:
                 note_bad_images(run.progress, totals["bad_indices"])
                 if run.diverged_at:
@@ -149,7 +151,8 @@ def fit(args, inputs, configs: list[dict]) -> int:
             summed = epoch_sums(accelerator, group)
             if "stopped_at" in totals:  # SIGTERM: keep the partial epoch, resume from this step
                 for run in group:
-                    run.progress["partial"] = {"step": totals["stopped_at"], "totals": summed[run.run_id]}
+                    run.progress["partial"] = {"step": totals["stopped_at"], "totals": {
+                        **summed[run.run_id], "seconds": run.seconds_before + totals["seconds"]}}
                     run.save_state()
                     run.write_record(samples.ids)
                     accelerator.print(f"{run.run_id}: stopped by SIGTERM at epoch {epoch}; state saved, rerun to resume")
@@ -157,7 +160,7 @@ def fit(args, inputs, configs: list[dict]) -> int:
             for run in group:
                 run.scheduler.step()
             evaluated = evaluate_splits(group, eval_loaders, accelerator, outputs, model_input, samples,
-                                        inputs.selection_split)
+                                        inputs.selection_split) if eval_loaders else [finite_weights(run) for run in group]
             for run, result in zip(group, evaluated):
                 if isinstance(result, str):  # non-finite outputs: the last step's update broke the weights
                     finish(run, samples, pending, status="diverged", error=result, diverged_epoch=epoch,
@@ -165,9 +168,9 @@ def fit(args, inputs, configs: list[dict]) -> int:
                     continue
                 results, thresholds, scores = result
                 loss = summed[run.run_id]
+                seconds = run.seconds_before + totals["seconds"]
                 entry = {"epoch": epoch, "lr": lrs[run.run_id], "train_loss": loss["loss_sum"] / max(loss["samples"], 1),
-                         "seconds": totals["seconds"], "images_per_s": loss["samples"] / max(totals["seconds"], 1e-9),
-                         **scores}
+                         "seconds": seconds, "images_per_s": loss["samples"] / max(seconds, 1e-9), **scores}
                 end_of_epoch(run, entry, scores, results, thresholds, samples, selection_key, args)
                 accelerator.log({f"{run.run_id}/{k}" if len(runs) > 1 else k: v for k, v in entry.items()
                                  if v is not None}, step=epoch)
@@ -186,8 +189,18 @@ def fit(args, inputs, configs: list[dict]) -> int:
             run.write_record(samples.ids, status="failed", error=records.one_line(error), finished_at=now())
         raise
     finally:
-        accelerator.end_training()
+        signal.signal(signal.SIGTERM, previous_handler)
+        for tracker in accelerator.trackers:  # not end_training(): LP-FT's second phase needs the process group
+            tracker.finish()
+    accelerator.wait_for_everyone()  # every record written before any process reads them (LP-FT's winner)
     return 1 if failed else 0
+
+
+def agreed(accelerator, flag: bool) -> bool:
+    """True on every process if it is true on any (one collective; free with one process)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return engine.sum_over_processes(accelerator, {"flag": float(flag)})["flag"] > 0
 
 
 def verify_all_images(samples, indices: dict, args, accelerator) -> None:
@@ -232,10 +245,12 @@ def build_run(config: dict, args, samples, accelerator, channels_last: bool) -> 
         probe_weights = RunFiles(args.out, config["init_from"]).folder / "best.safetensors"
         networks.load_trained_weights(model, probe_weights)
     head_only = config.get("lp_ft_phase") == "probe"
+    heads = None
     if head_only:  # the linear probe: only the fresh head learns
         head = set(info["head_parameters"])
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(name in head)
+        heads = head_modules(model, info)  # named on the bare model, before compile/DDP add prefixes
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if args.compile:
@@ -244,9 +259,17 @@ def build_run(config: dict, args, samples, accelerator, channels_last: bool) -> 
     scheduler = build_scheduler(optimizer, config)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     run = TrainRun(config, RunFiles(args.out, config["run_id"]), model, optimizer, scheduler, accelerator,
-                   random_state=random_state, head_modules=head_modules(model, info) if head_only else None)
+                   random_state=random_state, head_modules=heads)
     run.model_info = info
     return run
+
+
+def finite_weights(run: TrainRun):
+    """With no split to evaluate (--train-on all), what the outputs check does otherwise: catch a last update that
+    broke the weights before they are saved. ({}, None, {}) like evaluate_splits' result, or a message."""
+    if all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
+        return {}, None, {}
+    return "non-finite weights after the epoch's last update"
 
 
 def head_modules(model, info: dict) -> list[torch.nn.Module]:
@@ -358,20 +381,26 @@ def keep_weights(run: TrainRun, args) -> bool:
 def best_epoch_files(run: TrainRun, results: dict, thresholds, samples, task: str, weights: bool) -> dict:
     """Writers of the best epoch's files: weights (safetensors) and each split's predictions."""
     writers = {}
-    if weights:
-        data = run.weights_bytes()
-        writers["best.safetensors"] = lambda path: records.atomic_write_bytes(path, data)
+    if weights:  # the state's own copy of this epoch's weights, written just before
+        writers["best.safetensors"] = lambda path: link_or_copy(path.parent / MODEL, path)
     for split, result in results.items():
         writers[f"predictions-{split}.npz"] = lambda path, r=result: records.write_predictions(
             path, [samples.ids[i] for i in r["index"]], r["labels"], r["scores"], thresholds, task)
     return writers
 
 
-def finish(run: TrainRun, samples, pending: list, status: str, message: str | None = None, **changes) -> None:
-    """Take a run out of the pack with its final (or paused) record."""
+def finish(run: TrainRun, samples, pending: list, status: str, message: str | None = None, keep: bool = True,
+           **changes) -> None:
+    """Take a run out of the pack with its final (or paused) record. A complete or diverged run's training state
+    goes (after the record says so, so that a kill in between leaves a resumable run), and with it the best weights
+    unless `keep`."""
     if status != "paused":
         changes["finished_at"] = now()
     run.write_record(samples.ids, status=status, **changes)
+    if status in ("complete", "diverged") and run.accelerator.is_main_process:
+        run.files.remove_state()
+        if not keep:
+            (run.files.folder / "best.safetensors").unlink(missing_ok=True)
     error = f": {changes['error']}" if changes.get("error") else ""
     run.accelerator.print(message or f"{run.run_id}: {status}{error}")
     pending.remove(run)
@@ -385,12 +414,8 @@ def complete(run: TrainRun, samples, pending: list, selection_key: str, args) ->
         finish(run, samples, pending, status="failed",
                error=f"{selection_key} was undefined (NaN) at every epoch; no best epoch to report")
         return 1
-    files = run.files
-    if run.accelerator.is_main_process:
-        files.remove_state()  # a finished run keeps its record, predictions and (if saved) best weights
-        if not keep_weights(run, args):
-            (files.folder / "best.safetensors").unlink(missing_ok=True)
     chosen = (f"best epoch {best['epoch']}: {selection_key} {best['metrics'][selection_key]:.4f}" if selection_key
               else f"trained on all labelled data, last epoch {best['epoch']} kept")
-    finish(run, samples, pending, status="complete", message=f"{run.run_id}: complete; {chosen} -> {files.record}")
+    finish(run, samples, pending, status="complete", keep=keep_weights(run, args),
+           message=f"{run.run_id}: complete; {chosen} -> {run.files.record}")
     return 0

@@ -95,7 +95,7 @@ class TrainRun:
         self.record: dict = {}
         self.model_info: dict = {}
         self.random_state = random_state
-        self.loss_sum, self.samples = 0.0, 0
+        self.loss_sum, self.samples, self.seconds_before = 0.0, 0, 0.0
         self.diverged_at: str | None = None
         # A linear probe trains these alone: the rest of the network stays in eval mode (frozen BatchNorm
         # statistics, no dropout), so the backbone is exactly the one it started from.
@@ -124,9 +124,11 @@ class TrainRun:
             self.random_state = _random_state(self.accelerator.device)
 
     def start_epoch(self, carried: dict | None) -> None:
-        """Reset the running loss, or carry on a partial epoch's sums (main process only: they were summed)."""
+        """Reset the running loss, or carry on a partial epoch's sums (main process only: they were summed) and its
+        training time so far."""
         carried = carried if carried and self.accelerator.is_main_process else {}
         self.loss_sum, self.samples = float(carried.get("loss_sum", 0.0)), int(carried.get("samples", 0))
+        self.seconds_before = float(carried.get("seconds", 0.0))
 
     # -- state ---------------------------------------------------------------------------------------------------
     def save_state(self, best_files: dict | None = None) -> None:
@@ -141,6 +143,7 @@ class TrainRun:
             new.mkdir(parents=True)
         accelerator.wait_for_everyone()
         records.atomic_write_bytes(new / f"random-{accelerator.process_index}.pt", _tensor_bytes(self.random_state))
+        accelerator.wait_for_everyone()  # every process's random state is in before the folder is swapped in
         if accelerator.is_main_process:
             records.atomic_write_bytes(new / MODEL, self.weights_bytes())
             records.atomic_write_bytes(new / OPTIMIZER, _tensor_bytes(self.optimizer.state_dict()))
@@ -168,21 +171,27 @@ class TrainRun:
         if folder is None:
             return False
         device = self.accelerator.device
-        self.accelerator.unwrap_model(self.model).load_state_dict(load_safetensors(folder / MODEL, device=str(device)))
+        # into the module under any torch.compile wrapper: the saved keys have no _orig_mod. prefix
+        model = self.accelerator.unwrap_model(self.model)
+        getattr(model, "_orig_mod", model).load_state_dict(load_safetensors(folder / MODEL, device=str(device)))
         self.optimizer.load_state_dict(_load(folder / OPTIMIZER, device))
         self.scheduler.load_state_dict(_load(folder / SCHEDULER, "cpu"))
         if self.accelerator.scaler is not None and (folder / SCALER).exists():
             self.accelerator.scaler.load_state_dict(_load(folder / SCALER, "cpu"))
         random_file = folder / f"random-{self.accelerator.process_index}.pt"
-        if random_file.exists():  # absent when resuming with more processes than saved
+        if random_file.exists():
             self.random_state = _load(random_file, "cpu")
+        else:  # resumed with more processes than it was saved with
+            print(f"{self.run_id}: no saved random state for process {self.accelerator.process_index}; it continues "
+                  f"from a fresh one, so dropout draws differ from an uninterrupted run")
         self.progress = records.read_json(folder / PROGRESS)
         if self.accelerator.is_main_process and folder == self.files.state:
             self.files.publish_best()  # a kill may have come between the state swap and the links
         return True
 
     def weights_bytes(self) -> bytes:
-        state_dict = self.accelerator.unwrap_model(self.model, keep_torch_compile=False).state_dict()
+        model = self.accelerator.unwrap_model(self.model)
+        state_dict = getattr(model, "_orig_mod", model).state_dict()  # saved without torch.compile's prefix
         return safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
 
     # -- record --------------------------------------------------------------------------------------------------
@@ -195,7 +204,8 @@ class TrainRun:
             records.atomic_write_json(self.files.record, self.record)
 
     def release(self) -> None:
-        """Free the device memory of a run that trains no more (diverged, paused or finished) in a pack."""
+        """Drop this run's references once it trains no more in a pack (diverged, paused, finished). Its device
+        memory is freed when the command ends: the Accelerator keeps the prepared model and optimizer too."""
         self.model = self.optimizer = self.scheduler = None
 
 
