@@ -38,6 +38,9 @@ def check_arguments(args) -> None:
     if args.optimizer not in (None, ["adamw"]) or args.schedule not in (None, ["cosine"]):
         raise errors.UsageError("--lp-ft trains with AdamW and a cosine schedule, as the paper: leave out "
                                 "--optimizer and --schedule")
+    if args.train_on == "all":
+        raise errors.UsageError("--lp-ft picks its probe on the selection split, which --train-on all trains on: "
+                                "train the final model with --train-on all without --lp-ft, at the chosen settings")
     if args.until_epoch is not None:
         raise errors.UsageError("--lp-ft runs both phases; --until-epoch applies to single-phase runs only")
 

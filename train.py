@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
     g = p.add_argument_group("CLIP linear probe, then fine-tuning (paper, section 5.2)")
     g.add_argument("--lp-ft", action="store_true", help="train the head alone on a frozen backbone for a third of the epochs (AdamW, cosine, grid --probe-lr x --probe-wd), then fine-tune the best probe end to end (grid --lr x --wd)")
-    g.add_argument("--probe-lr", nargs="+", type=float, default=[1e-1, 1e-2, 1e-3], help="learning rates of the linear probe")
-    g.add_argument("--probe-wd", nargs="+", type=float, default=[1e-3, 1e-4, 1e-5, 1e-6, 0.0], help="weight decays of the linear probe")
+    g.add_argument("--probe-lr", nargs="+", type=float, default=list(lpft.PROBE_LR), help="learning rates of the linear probe")
+    g.add_argument("--probe-wd", nargs="+", type=float, default=list(lpft.WEIGHT_DECAYS), help="weight decays of the linear probe")
     g = p.add_argument_group("run")
     g.add_argument("--eval-splits", nargs="*", default=[], help="more splits to evaluate each epoch (e.g. trans_test for CCT-20)")
     g.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"], help="mixed precision ('auto': bf16 on a GPU that has it, else fp32)")
@@ -199,7 +199,7 @@ def configurations(args, inputs: Inputs) -> list[dict]:
 def single_run_argv(argv: list[str], config: dict) -> list[str]:
     """train.py arguments of one configuration: `argv` with each packed flag reduced to the run's value."""
     return cli.without_flags(argv, PACKED) + [word for flag in PACKED for word in (
-        f"--{flag}", f"{config[flag]:g}" if isinstance(config[flag], float) else str(config[flag]))]
+        f"--{flag}", repr(config[flag]) if isinstance(config[flag], float) else str(config[flag]))]  # repr: every digit
 
 
 def plan_runs(argv: list[str]) -> list[dict]:

@@ -75,6 +75,22 @@ def test_plan_runs_gives_train_pys_run_ids(packed, monkeypatch):
         assert again["run_id"] == p["run_id"]
 
 
+def test_planned_commands_keep_every_digit_of_a_learning_rate(packed, monkeypatch):
+    work, _, args, _ = packed
+    monkeypatch.chdir(work)
+    args = [*args, "--wd", "0"]
+    args[args.index("--lr") + 1:args.index("--lr") + 3] = ["1.23456789e-4"]
+    (planned,) = train_script.plan_runs(args)
+    assert planned["config"]["lr"] == 1.23456789e-4
+    assert train_script.build_parser().parse_args(planned["argv"]).lr == [1.23456789e-4]
+
+
+def test_lp_ft_refuses_training_on_all_labelled_data(tmp_path):
+    result = train(["--dataset", "digits", "--lp-ft", "--train-on", "all"], tmp_path, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("train.py: error: --lp-ft picks its probe on the selection split")
+
+
 def test_a_finished_run_keeps_record_predictions_and_best_weights_not_its_state(packed):
     _, out, _, _ = packed
     for record in records_by_lr_wd(out).values():
