@@ -12,7 +12,8 @@ weights. It is printed as `prog: error: <message>` (the message names the file, 
 out) and ends the script with exit status 2 (usage: the command line) or 1 (data: the files). Anything else is a
 bug and keeps its traceback. Set TRANSFER_DEBUG=1 to see the traceback of an expected error too.
 
-Under `accelerate launch` only the main process prints. Accelerate's single-process launcher turns any non-zero
+Under `accelerate launch` only the main process prints, until `report_from_every_rank()` (train.py calls it once
+its processes read different shards): then an error raised on one rank alone is printed by that rank too. Accelerate's single-process launcher turns any non-zero
 exit of its child into a traceback of its own (a `CalledProcessError` repeating the command), which would bury the
 one useful line; so after reporting, the child stops that launcher with SIGTERM (exit status 143 of the launcher).
 Several-process launches (torchrun) print their own failure summary, which we leave alone.
@@ -72,9 +73,22 @@ def _stop_single_process_launcher() -> None:
         pass
 
 
+_every_rank = False
+
+
+def report_from_every_rank() -> None:
+    """Called once the processes work on different data (after the Accelerator starts): from then on an error seen
+    by one rank alone (a bad image in its shard) must not vanish, so every rank reports, non-zero ranks prefixed."""
+    global _every_rank
+    _every_rank = True
+
+
 def report(prog: str, error: BaseException) -> None:
     if is_main_process():
         print(f"{prog}: error: {error}", file=sys.stderr, flush=True)
+    elif _every_rank:
+        print(f"[rank {os.environ.get('RANK', os.environ.get('LOCAL_RANK'))}] {prog}: error: {error}",
+              file=sys.stderr, flush=True)
 
 
 def run_main(prog: str, main: Callable[[], int | None]) -> None:

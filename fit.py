@@ -47,6 +47,7 @@ def fit(args, inputs, configs: list[dict]) -> int:
     if args.batch_size % accelerator.num_processes:
         raise errors.UsageError(f"--batch-size {args.batch_size} must divide evenly over "
                                 f"{accelerator.num_processes} processes")
+    errors.report_from_every_rank()  # from here on the ranks read different shards: an error may be one rank's
     channels_last = args.channels_last == "yes" or (args.channels_last == "auto" and accelerator.device.type == "cuda")
 
     # One input pipeline for every run of the pack.

@@ -27,3 +27,14 @@ def subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]
 def test_help_shows_each_default_once(script):
     for parser in subparsers(script.build_parser()):
         assert_each_default_shown_once(parser)
+
+
+def test_an_error_of_one_rank_is_reported_once_the_ranks_read_different_data(monkeypatch, capsys):
+    import errors
+    monkeypatch.setattr(errors, "_every_rank", False)
+    monkeypatch.setenv("RANK", "1")
+    errors.report("train.py", errors.DataError("img/7.png: truncated"))
+    assert capsys.readouterr().err == ""  # before training: every rank has the same error, rank 0 says it
+    errors.report_from_every_rank()
+    errors.report("train.py", errors.DataError("img/7.png: truncated"))
+    assert capsys.readouterr().err == "[rank 1] train.py: error: img/7.png: truncated\n"
