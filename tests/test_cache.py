@@ -351,3 +351,15 @@ def test_crops_from_the_cached_copy_cover_the_same_regions_as_from_the_original(
         assert regions[:, 2].min() < 0.02 and regions[:, 3].max() > 0.98
         summaries.append([area.mean(), aspect.mean(), regions[:, :2].mean(), regions[:, 2:].mean()])
     assert np.allclose(summaries[0], summaries[1], atol=0.02)
+
+
+def test_train_py_reads_a_jpeg_cache_it_finds_instead_of_rebuilding_it(aptos, tmp_path):
+    """cache.py --format jpeg, then train.py --cache build: the JPEG cache is used as it is."""
+    indices = np.arange(len(aptos))
+    settings = cache.cache_settings(SIZE, "train")
+    cache.prepare(aptos, indices, settings, tmp_path, workers=0, fmt="jpeg", progress=False)
+    reads = count_reads(aptos)
+    images = cache.reader_for(aptos, indices, SIZE, "train", mode="build", cache_dir=str(tmp_path))
+    assert images.info["format"] == "jpeg" and reads == []
+    fresh = cache.reader_for(aptos, indices, SIZE, "eval", mode="build", cache_dir=str(tmp_path))
+    assert fresh.info["format"] == "npy"  # nothing there yet: the default format
