@@ -42,7 +42,7 @@ import models
 from cache_build import ensure_built, prepare
 from cache_store import (DATA, DATA_PARTIAL, FORMATS, INDEX, INDEX_PARTIAL, LOCK, MANIFEST, PROGRESS, CacheError,
                          CachedImages, cache_settings, open_cache)
-from cache_worker import WorkerPool, usable_cores, worker_pool
+from cache_worker import WorkerPool, worker_pool
 from data import REGISTRY, Samples, open_dataset
 from data.cli import add_data_arguments, dataset_options
 from data.verify import BadImage, BadImagesError, verify_images
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is not None and args.workers < 0:
         raise errors.UsageError(f"--workers must be 0 or more, got {args.workers}")
     sizes = input_sizes(args.dataset, args.model, args.models, args.img_size)
-    workers = usable_cores() if args.workers is None else args.workers
+    workers = cli.usable_cores() if args.workers is None else args.workers
     # The workers start first: they get ready (numpy and OpenCV imports) while the dataset and its split are read.
     with worker_pool(workers) if workers and not args.dry_run else nullcontext() as pool:
         samples, chosen = open_splits(args)

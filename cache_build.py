@@ -35,11 +35,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+import cli
 import errors
 import records
 from cache_store import (DATA, DATA_PARTIAL, FORMATS, INDEX, INDEX_COLUMNS, INDEX_PARTIAL, LOCK, MANIFEST, PROGRESS,
                          ROW_BYTES, cache_folder, cache_key, check_indices, check_settings, read_finished)
-from cache_worker import (TASKS_PER_WORKER, Entry, WorkerPool, chunk_items, make_view, usable_cores, work_chunk,
+from cache_worker import (TASKS_PER_WORKER, Entry, WorkerPool, chunk_items, make_view, work_chunk,
                           worker_pool, write_payloads)
 from data import Samples
 from data.verify import VerificationMemo
@@ -94,7 +95,7 @@ def ensure_built(samples: Samples, indices, settings: dict, cache_dir: str | Pat
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be 0 or more, got {workers}")
-    workers = len(pool) if pool is not None else usable_cores() if workers is None else workers
+    workers = len(pool) if pool is not None else cli.usable_cores() if workers is None else workers
     if samples.image_files is None:
         workers, pool = 0, None  # images already in memory: nothing to decode, nothing worth sending elsewhere
     key, material = cache_key(samples, indices, settings)

@@ -120,11 +120,6 @@ def encode(image: np.ndarray, fmt: str) -> np.ndarray | bytes:
 # ---------------------------------------------------------------------------------------------------------------
 # One chunk
 
-def usable_cores() -> int:
-    """The cores this process may run on (a Slurm job's share, not the whole machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def chunk_items(samples: Samples, indices, workers: int,
                 chunk_size: int | None = None) -> list[list[tuple[int, tuple[str, ...] | None]]]:
     """The work of decoding `indices`, cut into chunks of (sample, its files) (files None for in-memory images).

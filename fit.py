@@ -398,7 +398,7 @@ def finish(run: TrainRun, samples, pending: list, status: str, message: str | No
     if status != "paused":
         changes["finished_at"] = now()
     run.write_record(samples.ids, status=status, **changes)
-    if status in ("complete", "diverged") and run.accelerator.is_main_process:
+    if status in records.FINISHED and run.accelerator.is_main_process:
         run.files.remove_state()
         if not keep:
             (run.files.folder / "best.safetensors").unlink(missing_ok=True)

@@ -93,6 +93,10 @@ def restrict(blocks: list[dict], wanted: dict[str, list]) -> list[dict]:
             offered = sorted({str(v) for b in blocks for v in b.get(axis, [])})
             raise errors.UsageError(f"--{axis} {' '.join(map(str, unknown))}: not in this grid ({axis} values: "
                                     f"{' '.join(offered)}); `--grid product` runs exactly the values given")
+    if wanted and not result:
+        asked = " ".join(f"--{axis} {' '.join(map(str, values))}" for axis, values in wanted.items())
+        raise errors.UsageError(f"{asked}: no block of this grid has these values together, so nothing would run; "
+                                f"`python grid.py plan --help` names the grids, `--grid product` runs any combination")
     return result
 
 
@@ -249,6 +253,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 # --- run, slurm, estimate ------------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.gpus_per_run < 1:
+        raise errors.UsageError(f"--gpus-per-run {args.gpus_per_run}: a run takes at least 1 process; for CPU runs "
+                                f"leave out --gpus and give --slots N")
     entries = read_manifest(args.manifest)
     if args.runs:
         entries = grid_run.entries_with_ids(entries, args.runs)

@@ -126,12 +126,21 @@ def last_error(path: Path) -> str | None:
     return " ".join(lines[start:])[:300] if lines else None
 
 
+def _find_prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+# Looked up here, in the parent: loading a library between fork and exec may deadlock on the loader's lock.
+_PRCTL = _find_prctl()
+
+
 def die_with_parent() -> None:
     """In the child before exec: ask the kernel for SIGTERM when grid.py dies, however it dies (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def gpu_memory(slot: Slot) -> int | None:
@@ -232,7 +241,7 @@ class Runner:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if launch.slot.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(launch.slot.gpus)
-        env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // len(self.slots))))
+        env.setdefault("OMP_NUM_THREADS", str(max(1, cli.usable_cores() // len(self.slots))))
         name = first.run_id + (f"+{len(launch.entries) - 1}" if len(launch.entries) > 1 else "")
         output = launch.output = grid_folder(first.out, "output") / f"{name}.log"
         for e in launch.entries:

@@ -31,7 +31,7 @@ import errors
 import records
 
 AXES = ("optimizer", "schedule", "lr", "wd")  # train.py's flags that may take several values (a product)
-FINISHED = ("complete", "diverged")           # train.py skips a run in these states
+FINISHED = records.FINISHED
 CONFIG_KEYS = ("dataset", "model", "out", "epochs", "img_size", "batch_size", *AXES)  # what grid.py reads
 HEARTBEAT_S = 60
 DEFAULT_STALE_AFTER_S = 600
@@ -132,14 +132,15 @@ def best_value(record: dict | None, until_epoch: int | None = None) -> float | N
 
 # --- locks ---------------------------------------------------------------------------------------------------------
 
-def grid_folder(out: Path, kind: str) -> Path:
+def grid_folder(out: Path, kind: str, create: bool = True) -> Path:
     folder = out / ".grid" / kind
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def lock_path(entry: Entry) -> Path:
-    return grid_folder(entry.out, "locks") / f"{entry.run_id}.lock"
+def lock_path(entry: Entry, create: bool = True) -> Path:
+    return grid_folder(entry.out, "locks", create) / f"{entry.run_id}.lock"
 
 
 def boot_id() -> str:
@@ -166,7 +167,7 @@ def lock_is_live(content: dict, modified: float, stale_after: float) -> bool:
 
 def live_holder(entry: Entry, stale_after: float = DEFAULT_STALE_AFTER_S) -> dict | None:
     """What the run's live lock says about its holder, or None when the run is not locked (or only stale-locked)."""
-    path = lock_path(entry)
+    path = lock_path(entry, create=False)  # looking must not write: status runs on read-only copies too
     try:
         content, modified = records.read_json(path), path.stat().st_mtime
     except (OSError, json.JSONDecodeError):  # no lock, or one being replaced right now: look again next time
@@ -253,4 +254,10 @@ def read_log(entry: Entry) -> list[dict]:
     path = entry.out / ".grid" / "log" / f"{entry.run_id}.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill or a full disk: the others still count
+            continue
+    return events

@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(g)
     g.add_argument("--skip-bad-images", action="store_true", help="skip (and count in the record) images that fail to decode, instead of stopping")
     g.add_argument("--verify-images", action="store_true", help="decode every image before the first step and list all that fail (on with --cache build, which decodes them anyway); verified files are remembered by size and modification time under --cache-dir")
-    g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data-loading worker processes per device")
+    g.add_argument("--workers", type=int, default=min(8, cli.usable_cores()), help="data-loading worker processes per device")
     g.add_argument("--cache", default="auto", choices=["auto", "build", "off"], help="prepared image cache (cache.py): use when present, build if missing, or read the original files")
     g.add_argument("--cache-dir", default="cache", help="folder of prepared image caches")
     g.add_argument("--extra-train", default=None, choices=sorted(REGISTRY), help="add all labelled images of this dataset to the training split (e.g. dr2015 for aptos, as the Kaggle winners did)")
@@ -227,7 +226,7 @@ def finished_status(out: str | Path, run_id: str) -> str | None:
     record = RunFiles(out, run_id).record
     if record.exists():
         status = records.read_json(record).get("status")
-        return status if status in ("complete", "diverged") else None
+        return status if status in records.FINISHED else None
     return None
 
 

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from anywhere: the toolkit's modules
 
-from cache_worker import usable_cores  # noqa: E402
+from cli import usable_cores  # noqa: E402
 from data import CASSAVA_DISEASES, open_dataset  # noqa: E402
 from data.synthetic import class_image, write_fixture, write_image  # noqa: E402
 

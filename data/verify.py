@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+import cli
 import errors
 import records
-from cache_worker import Entry, WorkerPool, chunk_items, file_stats, usable_cores, verified_chunks
+from cache_worker import Entry, WorkerPool, chunk_items, file_stats, verified_chunks
 from data import Samples
 
 MEMO_NAME = "verified-images.json"
@@ -95,7 +96,7 @@ def verify_images(samples: Samples, indices, workers: int | None = None, memo_di
     """
     if samples.image_files is None:
         return []
-    workers = len(pool) if pool is not None else usable_cores() if workers is None else workers
+    workers = len(pool) if pool is not None else cli.usable_cores() if workers is None else workers
     channels = samples.num_channels
     memo = VerificationMemo(memo_dir, samples.name)
     known = memo.load()

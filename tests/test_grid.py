@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -126,6 +127,11 @@ def test_plan_writes_the_paper_grid_with_train_pys_run_ids(split_file, tmp_path,
         grid.main(["plan", "--datasets", "digits", "--models", "resnet18", "--lr", "0.05", *tiny(split_file, 2)])
     with pytest.raises(errors.UsageError, match="--models"):
         grid.main(["plan", "--datasets", "digits", "--models", "resnet18", "--model", "alexnet"])
+    with pytest.raises(errors.UsageError, match=r"--optimizer adamw --schedule step: no block .* nothing would run"):
+        grid.main(["plan", "--datasets", "digits", "--models", "resnet18", "--optimizer", "adamw", "--schedule",
+                   "step", *tiny(split_file, 2)])  # each value is in the grid, the pair is not
+    with pytest.raises(errors.UsageError, match="--gpus-per-run 0"):
+        grid.main(["run", "--gpus-per-run", "0"])
 
 
 def test_packs_are_rectangular_products_of_the_pending_configurations():
@@ -303,6 +309,18 @@ def test_a_failed_run_is_retried_once_and_its_error_shown(split_file, tmp_path, 
     report = status_json(tmp_path)
     assert report["totals"]["failed"] == 1 and "split" in report["failed"][0]["error"]
     assert "\n" not in report["failed"][0]["error"]
+
+
+def test_status_only_reads_and_survives_a_log_line_cut_short(split_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    [entry] = plan_digits(split_file, ["shufflenet_v2_x0_5"], ["0.1"], 1)
+    assert grid_py(["run"], tmp_path).returncode == 0
+    shutil.rmtree(entry.out / ".grid" / "locks")
+    log = entry.out / ".grid" / "log" / f"{entry.run_id}.jsonl"
+    log.write_text(log.read_text() + '{"event": "start", "ti')  # killed while writing
+    report = status_json(tmp_path)
+    assert report["totals"]["complete"] == 1
+    assert not (entry.out / ".grid" / "locks").exists()
 
 
 # --- slurm ---------------------------------------------------------------------------------------------------------
