@@ -6,7 +6,7 @@
 
 The steps, in the order they run (each a plain function in the module named):
   1. runrecords.load_runs       read every run record; unreadable, foreign, other-version and still-running files
-                                are named and skipped
+                                are named and skipped; runs successive halving stopped are counted in one note
   2. selection.select_best      per (dataset, model) the configuration with the best selection-split metric, with
                                 intervals from its saved predictions (only the analysed metric is bootstrapped);
                                 grid_coverage lists diverged, failed and missing configurations
@@ -42,8 +42,8 @@ from data import REAL_WORLD
 from runrecords import (COMPARED_SETTINGS, GRID_KEYS, dataset_order, expand_inputs, filter_runs, load_runs,
                         runs_with_metric)
 from selection import Best, attach_intervals, compare_by, grid_coverage, mixed_settings, model_facts, select_best
-from trends import (MIN_FIT_MODELS, MIN_SPLINE_MODELS, SEPARATE_GROUPS, fit_points, logit, metric_scale, model_resamples,
-                    size_fits, smoothing_spline, trend_fits)
+from trends import (MIN_FIT_MODELS, MIN_SPLINE_MODELS, SEPARATE_GROUPS, drawn_apart, fit_points, logit, metric_scale,
+                    model_resamples, size_fits, smoothing_spline, trend_fits)
 
 MIN_APPENDIX_N_DATASETS = 3  # each dataset needs at least two others to average
 MIN_APPENDIX_N_MODELS = 5    # the full OLS model has 3 coefficients; its F-test needs 2 residual degrees of freedom
@@ -124,7 +124,8 @@ def appendix_n(best: list[Best], datasets: Sequence[str], n_boot: int = 10000, l
     Each dataset's reported metric is logit-transformed and standardised across models, and so is ImageNet top-1.
     For each dataset d, three models of d's score: ImageNet only, the average of the other datasets' scores only,
     and both; F-tests ask whether the average adds to ImageNet and whether ImageNet adds to the average. Only
-    models with a result and a known ImageNet top-1 on every dataset enter. The leaderboard ranks models by the
+    models with a result and a known ImageNet top-1 on every dataset enter, and not the groups drawn apart from the
+    trends (CLIP, not pretrained on ImageNet). The leaderboard ranks models by the
     paper's benchmark score, "simply using the average accuracy across our tasks" [§6]: the plain average of each
     dataset's metric on 0-100, with the average standardised logit score beside it.
     """
@@ -142,9 +143,13 @@ def appendix_n(best: list[Best], datasets: Sequence[str], n_boot: int = 10000, l
     included = []
     for model in sorted(table):
         absent = [d for d in datasets if d not in table[model]]
-        if absent:
+        one = next(iter(table[model].values()))
+        if drawn_apart(one):
+            result["left_out"].append({"model": model, "reason": f"{SEPARATE_GROUPS[one.group]}; Appendix N covers "
+                                                                 f"ImageNet models"})
+        elif absent:
             result["left_out"].append({"model": model, "reason": f"no result on {', '.join(absent)}"})
-        elif next(iter(table[model].values())).imagenet_top1 is None:
+        elif one.imagenet_top1 is None:
             result["left_out"].append({"model": model, "reason": "unknown ImageNet top-1"})
         else:
             included.append(model)
@@ -235,6 +240,11 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
         runs, metric_warnings = runs_with_metric(runs, metric)
         warnings += metric_warnings
     notes = []
+    halved = sum(run.stopped_by_halving for run in runs)
+    if halved:
+        notes.append(f"{halved} run(s) stopped early by successive halving (grid.py run --halving), not counted: "
+                     f"other configurations of their model did better at an earlier epoch; their configurations are "
+                     f"not listed as missing")
 
     facts = model_facts(runs)
     unknown_top1 = [name for name, fact in facts.items() if fact.imagenet_top1 is None]
@@ -261,11 +271,11 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
         controls = [d for d in present if d not in chosen]
         notes.append(f"Appendix N {part_n['note']}" + (f" (not real-world, so left out: {', '.join(controls)}; "
                                                        f"--datasets picks datasets explicitly)" if controls else ""))
-    apart = sorted({b.model for b in best if b.group in SEPARATE_GROUPS and b.imagenet_top1 is not None})
+    apart = sorted({b.model for b in best if drawn_apart(b) and b.imagenet_top1 is not None})
     if apart:
-        notes.append(f"drawn beside the trends and left out of the fits, as the paper's Figure 8 does: "
-                     f"{', '.join(apart)} (their ImageNet top-1 and its source: python models.py --json)")
-    comparison = {"key": compare, "rows": compare_by(runs, compare)} if compare else None
+        notes.append(f"drawn beside the trends and left out of the fits and Appendix N, as the paper's Figure 8 "
+                     f"does: {', '.join(apart)} (their ImageNet top-1 and its source: python models.py --json)")
+    comparison = {"key": compare, "rows": compare_by(runs, compare, metric)} if compare else None
     return Analysis(settings=settings, inputs=inputs, warnings=warnings, notes=notes, best=best,
                     coverage=grid_coverage(runs, grid), unknown_top1=unknown_top1, trends=trends,
                     size_trends=size_fits(best, threshold, n_boot=n_boot, level=level, seed=seed), appendix_n=part_n,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -27,10 +27,11 @@ from matplotlib.transforms import Bbox
 import records
 from runrecords import dataset_order
 from selection import Best
-from trends import fit_points, logit, metric_scale, separate_points
+from trends import drawn_apart, fit_points, logit, metric_scale, separate_points
 
 ALL_COLOUR, ABOVE_COLOUR, POINT_COLOUR = "tab:green", "tab:blue", "black"
-SEPARATE_COLOUR = "tab:orange"  # models drawn beside the trends, not fitted (CLIP)
+# models drawn beside the trends, not fitted (trends.drawn_apart: CLIP)
+SEPARATE_COLOUR, SEPARATE_LABEL = "tab:orange", "CLIP (LP-FT), not fitted"
 GROUP_COLOURS = {"web-scraped": "tab:blue", "real-world": "tab:orange"}  # fid.py's two kinds of dataset
 TEXT_SIZE, SMALL_SIZE, MARKER_SIZE = 8, 6, 4
 # Where a point's number may go, in points from the point: the closest positions first, then further out.
@@ -148,6 +149,26 @@ def _points(ax: Axes, x: np.ndarray, y: np.ndarray, bars: np.ndarray) -> None:
     ax.errorbar(x, y, yerr=bars, fmt="o", color=POINT_COLOUR, markersize=MARKER_SIZE, capsize=2, elinewidth=0.8)
 
 
+def _separate_points(ax: Axes, x: np.ndarray, y: np.ndarray, bars: np.ndarray) -> None:
+    """The groups drawn apart (the CLIP towers), as the paper's Figure 8 draws them: beside the ImageNet models'
+    trends, not fitted."""
+    ax.errorbar(x, y, yerr=bars, fmt="*", markersize=9, color=SEPARATE_COLOUR, ecolor=SEPARATE_COLOUR,
+                elinewidth=0.8, capsize=2, label=SEPARATE_LABEL)
+
+
+def _draw_points(ax: Axes, points: list[Best], apart: list[Best], x_of: Callable[[Best], float], scale: float,
+                 numbers: dict[str, int], transform: Callable = lambda v: v) -> list[tuple]:
+    """The fitted points and those drawn apart, with their error bars; place_numbers' requests for their numbers."""
+    requests = []
+    for rows, draw in ((points, _points), (apart, _separate_points)):
+        if rows:
+            x = transform(np.array([x_of(b) for b in rows], dtype=float))
+            y, bars = _error_bars(rows, scale, transform)
+            draw(ax, x, y, bars)
+            requests.append((ax, x, y, [str(numbers[b.model]) for b in rows]))
+    return requests
+
+
 def _fit_line(ax: Axes, fit: dict[str, Any], x_from: float, x_to: float, label: str, log_x: bool = False) -> None:
     colour = ALL_COLOUR if fit["subset"] == "all" else ABOVE_COLOUR
     xs = np.linspace(x_from, x_to, 50)
@@ -161,26 +182,19 @@ def _subset_name(fit: dict[str, Any], threshold: float) -> str:
 def plot_trends(best: list[Best], fits: list[dict[str, Any]], threshold: float = 70.0,
                 axes_kind: str = "linear") -> Figure:
     """Figure 1: one panel per dataset, metric against ImageNet top-1, numbered points with interval error bars,
-    and the fitted lines for all models (green) and for models above `threshold` (blue)."""
-    datasets = sorted({b.dataset for b in best if b.imagenet_top1 is not None}, key=dataset_order)
+    and the fitted lines for all models (green) and for models above `threshold` (blue). A panel per dataset with a
+    fit or with a point drawn apart (CLIP), which may be its only points."""
+    datasets = sorted({f["dataset"] for f in fits if f["axes"] == axes_kind}
+                      | {b.dataset for b in best if b.imagenet_top1 is not None and drawn_apart(b)}, key=dataset_order)
     figure, axes = new_figure(len(datasets))
     numbers = model_numbers(best)
     transform = logit if axes_kind == "logit" else (lambda v: v)
     requests = []
     for ax, dataset in zip(axes, datasets):
-        points = fit_points(best, dataset)
-        scale = metric_scale([b.report_value for b in points])
+        points, apart = fit_points(best, dataset), separate_points(best, dataset)
+        scale = metric_scale([b.report_value for b in points or apart])
+        requests += _draw_points(ax, points, apart, lambda b: b.imagenet_top1, scale, numbers, transform)
         x = transform(np.array([b.imagenet_top1 for b in points]))
-        y, bars = _error_bars(points, scale, transform)
-        _points(ax, x, y, bars)
-        requests.append((ax, x, y, [str(numbers[b.model]) for b in points]))
-        apart = separate_points(best, dataset)
-        if apart:  # the CLIP towers, as the paper's Figure 8 draws them: beside the ImageNet models' trends
-            xs = transform(np.array([b.imagenet_top1 for b in apart]))
-            ys, apart_bars = _error_bars(apart, scale, transform)
-            ax.errorbar(xs, ys, yerr=apart_bars, fmt="*", markersize=9, color=SEPARATE_COLOUR, ecolor=SEPARATE_COLOUR,
-                        elinewidth=0.8, capsize=2, label="CLIP (LP-FT), not fitted")
-            requests.append((ax, xs, ys, [str(numbers[b.model]) for b in apart]))
         for fit in fits:
             if fit["dataset"] != dataset or fit["axes"] != axes_kind or math.isnan(fit["slope"]):
                 continue
@@ -189,7 +203,7 @@ def plot_trends(best: list[Best], fits: list[dict[str, Any]], threshold: float =
                       f"{_subset_name(fit, threshold)}: slope {fit['slope']:.2f}, r {fit['r']:.2f}")
         ax.set_title(dataset, fontsize=TEXT_SIZE + 1)
         ax.set_xlabel("logit(ImageNet top-1)" if axes_kind == "logit" else "ImageNet top-1 (%)")
-        ax.set_ylabel(_metric_label(points[0], scale, "logit" if axes_kind == "logit" else ""))
+        ax.set_ylabel(_metric_label((points or apart)[0], scale, "logit" if axes_kind == "logit" else ""))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=SMALL_SIZE, loc="best")
     add_key(figure, numbers, best)
@@ -217,7 +231,8 @@ def plot_spline(points: list[Best], xs: np.ndarray, curve: np.ndarray, numbers: 
 def plot_model_size(best: list[Best], fits: list[dict[str, Any]], threshold: float = 70.0) -> Figure | None:
     """One panel per dataset: metric against parameter count (log scale), numbered points with error bars, and
     the trend lines for all models (green) and for models above `threshold` (blue) with their slopes per tenfold
-    parameters. None when no model has a known parameter count."""
+    parameters; the groups drawn apart (CLIP) are drawn as in Figure 1, beside the trends and not fitted. None when
+    no model has a known parameter count."""
     rows = [b for b in best if b.params is not None and b.params > 0]
     datasets = sorted({b.dataset for b in rows}, key=dataset_order)
     if not datasets:
@@ -226,11 +241,10 @@ def plot_model_size(best: list[Best], fits: list[dict[str, Any]], threshold: flo
     numbers = model_numbers(best)
     requests = []
     for ax, dataset in zip(axes, datasets):
-        points = [b for b in rows if b.dataset == dataset]
-        scale = metric_scale([b.report_value for b in points])
-        x = np.array([b.params for b in points], dtype=float)
-        y, bars = _error_bars(points, scale)
-        _points(ax, x, y, bars)
+        points = [b for b in rows if b.dataset == dataset and not drawn_apart(b)]
+        apart = [b for b in rows if b.dataset == dataset and drawn_apart(b)]
+        scale = metric_scale([b.report_value for b in points or apart])
+        requests += _draw_points(ax, points, apart, lambda b: b.params, scale, numbers)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value / 1e6:g}M"))  # plain text: no mathtext
         ax.xaxis.set_minor_formatter(NullFormatter())
@@ -241,10 +255,9 @@ def plot_model_size(best: list[Best], fits: list[dict[str, Any]], threshold: flo
             xs = np.log10([b.params for b in points if b.model in models])
             _fit_line(ax, fit, xs.min(), xs.max(), f"{_subset_name(fit, threshold)}: "
                       f"{fit['slope']:+.2f} per 10x parameters", log_x=True)
-        requests.append((ax, x, y, [str(numbers[b.model]) for b in points]))
         ax.set_title(dataset, fontsize=TEXT_SIZE + 1)
         ax.set_xlabel("parameters")
-        ax.set_ylabel(_metric_label(points[0], scale))
+        ax.set_ylabel(_metric_label((points or apart)[0], scale))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=SMALL_SIZE, loc="best")
     add_key(figure, {m: n for m, n in numbers.items() if m in {b.model for b in rows}}, rows)

@@ -94,6 +94,7 @@ class Run:
     error: str | None
     diverged_epoch: int | None
     lp_ft_phase: str | None = None  # "probe" or "finetune" for train.py --lp-ft runs
+    stopped_by_halving: bool = False  # paused for good: successive halving (grid.py run --halving) did not select it
 
 
 def _block(raw: dict, key: str) -> dict:
@@ -183,6 +184,9 @@ def _run(path: Path, raw: dict) -> Run:
         raise RecordProblem("field 'predictions' is not an object of split -> file path")
     num_classes = dataset.get("num_classes", spec.num_classes if spec else None)
     error, diverged_epoch = raw.get("error"), raw.get("diverged_epoch")
+    halving = raw.get("halving")  # written by grid.py run --halving once its group is decided (grid_halving.py)
+    if halving is not None and not (isinstance(halving, dict) and isinstance(halving.get("selected"), bool)):
+        raise RecordProblem("field 'halving' is not an object with a true or false 'selected'")
     return Run(path=path, run_id=run_id, status=status, dataset=dataset_name, model=model_name, task=task,
                metric=metric, num_classes=num_classes if isinstance(num_classes, int) else None,
                selection_split=selection_split, report_split=report_split,
@@ -192,6 +196,7 @@ def _run(path: Path, raw: dict) -> Run:
                predictions={split: path.parent / rel for split, rel in predictions.items()},
                imagenet_top1=number(model.get("imagenet_top1")), params=number(model.get("params")),
                lp_ft_phase=config.get("lp_ft_phase"),
+               stopped_by_halving=status == "paused" and halving is not None and not halving["selected"],
                weights_loaded=model.get("weights_loaded"), error=error if isinstance(error, str) else None,
                diverged_epoch=diverged_epoch if isinstance(diverged_epoch, int) else None)
 
@@ -207,7 +212,9 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
 def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[str]]:
     """Every readable run record among `paths`, and one warning per file left out (naming it and saying why).
 
-    Still-running records are left out with a warning; complete, diverged and failed ones are returned. Runs of a
+    Still-running and paused records are left out with a warning; complete, diverged and failed ones are returned,
+    and so are the paused runs successive halving stopped for good (stopped_by_halving): they ran their
+    configuration, are never chosen, and analyze.py counts them in one note. Runs of a
     dataset that choose or report on another metric or split than the dataset's others are left out too, since
     their numbers cannot be compared.
     """
@@ -218,7 +225,7 @@ def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[str]]:
         except RecordProblem as problem:
             warnings.append(f"{problem}; skipped")
             continue
-        if run.status in ("running", "paused"):
+        if run.status in ("running", "paused") and not run.stopped_by_halving:
             warnings.append(f"{path}: run '{run.run_id}' is still {run.status}; skipped")
             continue
         if run.lp_ft_phase == "probe":

@@ -96,9 +96,10 @@ def best_of(group: list[Run]) -> Run:
     return max(sorted(group, key=lambda r: r.run_id), key=lambda r: r.best_metrics[f"{r.selection_split}_{r.metric}"])
 
 
-def compare_by(runs: list[Run], key: str) -> list[dict[str, Any]]:
+def compare_by(runs: list[Run], key: str, metric: str | None = None) -> list[dict[str, Any]]:
     """Appendix G's tables: per dataset, model and value of `key` (a setting such as augment or weights), the best
-    complete configuration among the runs with that value, and its reported-split metric."""
+    complete configuration among the runs with that value (chosen by the dataset's metric, as select_best chooses),
+    and its reported-split value of `metric` (default: the dataset's; the runs must hold it, see runs_with_metric)."""
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for run in runs:
         if run.status == "complete":
@@ -107,9 +108,9 @@ def compare_by(runs: list[Run], key: str) -> list[dict[str, Any]]:
     rows = []
     for (dataset, model, value), group in groups.items():
         chosen = best_of(group)
-        rows.append({"dataset": dataset, "model": model, "value": value, "metric": chosen.metric,
-                     "split": chosen.report_split, "result": chosen.best_metrics[f"{chosen.report_split}_"
-                                                                                 f"{chosen.metric}"],
+        name = metric or chosen.metric
+        rows.append({"dataset": dataset, "model": model, "value": value, "metric": name,
+                     "split": chosen.report_split, "result": chosen.best_metrics[f"{chosen.report_split}_{name}"],
                      "configurations": len(group), "run_id": chosen.run_id})
     return sorted(rows, key=lambda row: (dataset_order(row["dataset"]), row["model"], str(row["value"])))
 

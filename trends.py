@@ -71,20 +71,25 @@ def fit_trend(x: Sequence[float], y: Sequence[float], n_boot: int = 10000, level
     return result
 
 
-# Models drawn beside the trends but not fitted: the paper's Figure 8 places the CLIP towers (trained on image-text
-# pairs, fine-tuned with LP-FT) against the trends of the ImageNet models.
-SEPARATE_GROUPS = ("clip",)
+# Models drawn beside the trends but not fitted, by models.py group, and why: the paper's Figure 8 places the CLIP
+# towers (trained on image-text pairs, fine-tuned with LP-FT) against the trends of the ImageNet models.
+SEPARATE_GROUPS = {"clip": "CLIP: pretrained on image-text pairs, not ImageNet"}
+
+
+def drawn_apart(row: Best) -> bool:
+    """Whether a chosen row belongs to a group drawn apart from the ImageNet models: in no fit (top-1, size) and
+    not in Appendix N."""
+    return row.group in SEPARATE_GROUPS
 
 
 def fit_points(best: list[Best], dataset: str) -> list[Best]:
     """The chosen rows of a dataset that can enter a fit: known ImageNet top-1, not a separately drawn group."""
-    return [b for b in best if b.dataset == dataset and b.imagenet_top1 is not None
-            and b.group not in SEPARATE_GROUPS]
+    return [b for b in best if b.dataset == dataset and b.imagenet_top1 is not None and not drawn_apart(b)]
 
 
 def separate_points(best: list[Best], dataset: str) -> list[Best]:
     """The chosen rows of a dataset drawn apart from the fits (the CLIP towers), with a known ImageNet top-1."""
-    return [b for b in best if b.dataset == dataset and b.imagenet_top1 is not None and b.group in SEPARATE_GROUPS]
+    return [b for b in best if b.dataset == dataset and b.imagenet_top1 is not None and drawn_apart(b)]
 
 
 def _fits(points: list[Best], x: np.ndarray, y: np.ndarray, above: np.ndarray, threshold: float, n_boot: int,
@@ -125,10 +130,12 @@ def trend_fits(best: list[Best], threshold: float = 70.0, slope_threshold: float
 def size_fits(best: list[Best], threshold: float = 70.0, n_boot: int = 10000, level: float = 0.95,
               seed: int = 0) -> list[dict[str, Any]]:
     """Per dataset, the reported metric (0-100) regressed on log10(parameter count), for all models with a known
-    count and for those above the ImageNet top-1 threshold (App. L): the slope is the gain per tenfold parameters."""
+    count and for those above the ImageNet top-1 threshold (App. L): the slope is the gain per tenfold parameters.
+    Groups drawn apart (CLIP) are left out, as in the top-1 fits."""
     rows = []
     for dataset in sorted({b.dataset for b in best}, key=dataset_order):
-        points = [b for b in best if b.dataset == dataset and b.params is not None and b.params > 0]
+        points = [b for b in best if b.dataset == dataset and b.params is not None and b.params > 0
+                  and not drawn_apart(b)]
         if not points:
             continue
         scale = metric_scale([b.report_value for b in points])

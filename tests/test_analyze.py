@@ -412,17 +412,17 @@ def test_appendix_n2_is_reported_per_dataset(tmp_path):
         assert row["difference_low"] <= row["difference_high"]
 
 
-def write_scored_run(folder, dataset, model, labels, scores, top1, lr):
+def write_scored_run(folder, dataset, model, labels, scores, top1, lr, augment="paper"):
     """A run record whose best.metrics are metrics.score of these predictions on the dataset's val split."""
     import metrics
     from data import REGISTRY
     spec = REGISTRY[dataset]
-    run_id = f"{dataset}-{model}-lr{lr:g}"
+    run_id = f"{dataset}-{model}-lr{lr:g}-{augment}"
     scored = metrics.score(spec.task, labels, scores, None, spec.num_classes)
     record = {"schema_version": records.SCHEMA_VERSION, "run_id": run_id, "status": "complete", "error": None,
               "diverged_epoch": None,
               "config": {"dataset": dataset, "model": model, "weights": "imagenet", "optimizer": "sgd",
-                         "schedule": "cosine", "lr": lr, "wd": 1e-4, "augment": "paper", "seed": 0},
+                         "schedule": "cosine", "lr": lr, "wd": 1e-4, "augment": augment, "seed": 0},
               "dataset": {"name": dataset, "task": spec.task, "metric": spec.metric, "num_classes": spec.num_classes,
                           "selection_split": "val", "report_split": None},
               "model": {"name": model, "imagenet_top1": top1, "params": None, "weights_loaded": "imagenet:x"},
