@@ -56,7 +56,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -303,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dims", type=int, default=2048, choices=DIMS,
                         help="feature dimensions: 2048 = pool3 (standard); 64/192/768 = earlier blocks")
     parser.add_argument("--batch-size", type=int, default=50, help="images per forward pass")
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+    parser.add_argument("--workers", type=int, default=min(8, cli.usable_cores()),
                         help="DataLoader processes decoding and resizing images (0 = in the main process)")
     parser.add_argument("--device", default=default_device(), help="torch device (cuda when available)")
     parser.add_argument("--amp", action="store_true",
