@@ -67,12 +67,13 @@ class BuildResult:
 
 
 def prepare(samples: Samples, indices, settings: dict, cache_dir: str | Path = "cache",
-            workers: int | None = None, fmt: str = "npy", progress: bool = True, *, rebuild: bool = False,
+            workers: int | None = None, fmt: str | None = None, progress: bool = True, *, rebuild: bool = False,
             chunk_size: int | None = None) -> Path:
     """Build the cache of `samples[indices]` with `settings` (unless it is already built) and return its folder.
 
     workers: processes decoding in parallel (default: every usable core; 0 builds in this process). rebuild:
-    discard what is there, damaged or not. An existing cache of another format is rebuilt in `fmt`. Raises
+    discard what is there, damaged or not. fmt: None takes a finished cache of either format and builds npy when
+    there is none; "npy" or "jpeg" rebuilds an existing cache of the other format. Raises
     CacheError when a finished cache is there but damaged (rebuild=True replaces it).
     """
     return ensure_built(samples, indices, settings, cache_dir, workers, fmt, progress, rebuild=rebuild,
@@ -80,13 +81,13 @@ def prepare(samples: Samples, indices, settings: dict, cache_dir: str | Path = "
 
 
 def ensure_built(samples: Samples, indices, settings: dict, cache_dir: str | Path = "cache",
-                 workers: int | None = None, fmt: str = "npy", progress: bool = True, *, rebuild: bool = False,
+                 workers: int | None = None, fmt: str | None = None, progress: bool = True, *, rebuild: bool = False,
                  chunk_size: int | None = None, pool: WorkerPool | None = None) -> BuildResult:
     """`prepare`, telling what it did (for cache.py's report). `pool`: running workers to use instead of starting
     `workers` new ones."""
     indices = check_indices(samples, indices)
     settings = check_settings(settings)
-    if fmt not in FORMATS:
+    if fmt not in (None, *FORMATS):
         raise UnsupportedFormatError(f"cache format must be one of {FORMATS}, got {fmt!r}")
     if fmt == "jpeg" and samples.num_channels != 3:
         raise UnsupportedFormatError(f"{samples.name}: JPEG (--format jpeg) holds 3-channel images; "
@@ -105,10 +106,11 @@ def ensure_built(samples: Samples, indices, settings: dict, cache_dir: str | Pat
         if rebuild:
             clear(folder)
         finished = read_finished(folder, key, samples.name)
-        if finished is not None and finished[0]["format"] == fmt:
+        if finished is not None and fmt in (None, finished[0]["format"]):
             return BuildResult(folder, bad_images=finished[0]["bad_images"])
         if finished is not None:
             clear(folder)
+        fmt = fmt or "npy"
         started = time.perf_counter()
         built, bad = build(samples, indices, settings, folder, key, material, fmt, workers, chunk_size, progress,
                            VerificationMemo(cache_dir, samples.name), pool)
