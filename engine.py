@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+import errors
 import gpu_augment
 import transforms
 from data import BadImageError, Samples
@@ -62,9 +63,10 @@ class SampleDataset(Dataset):
     """The images of one split, transformed to uint8 C x H x W tensors (normalisation happens on the device).
 
     `reader` maps a sample index to its image: by default the dataset's own files; a prepared cache can replace it.
-    An unreadable image yields {"bad": index, "error": BadImageError}: `collate` drops it and lists it in
-    "bad_indices" (skip_bad_images), or keeps its error in "bad_image" so that the main process stops the run
-    naming the file and the way out (a worker's exception would reach it as a bare RuntimeError).
+    An unreadable image yields {"bad": index, "error": (path, reason)}, or "error": None with skip_bad_images.
+    `collate` drops it from the batch and lists its index in "bad_indices"; the first error that is not None goes
+    into the batch's "fatal", and `check_batch` raises it in the main process, naming the file and the way out (a
+    worker's exception would reach it as a bare RuntimeError).
     """
 
     def __init__(self, samples: Samples, indices: np.ndarray, transform, seed: int = 0,
@@ -172,10 +174,6 @@ class Outputs:
         return torch.softmax(logits, dim=1)
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
-
-
 def to_model_input(images: torch.Tensor, mean, std, channels_last: bool) -> torch.Tensor:
     x = transforms.normalize(images, mean, std)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -277,7 +275,8 @@ def predict(models: list, loader, accelerator, outputs: Outputs, model_input: Ca
     gathered from all processes without duplicates.
 
     Returns one dict per model: {"index": (N,) sample indices, "scores": (N, ...) numpy, "bad_indices": [skipped
-    samples]}. With test-time augmentation the scores of the views (transforms.tta_views) are averaged.
+    samples]}. With test-time augmentation the scores of the views (transforms.tta_views) are averaged. A split
+    with no readable image is a DataError that starts with `desc` (which names the split).
     """
     for model in models:
         model.eval()
@@ -296,7 +295,11 @@ def predict(models: list, loader, accelerator, outputs: Outputs, model_input: Ca
             collected.append(gathered.cpu())
         indices.append(gathered_index.cpu())
     if not indices:
-        raise RuntimeError(f"{desc}: no readable images in this split")
+        if not bad_indices:
+            raise errors.DataError(f"{desc}: this split has no images to score; check the split file")
+        raise errors.DataError(f"{desc}: none of this split's images can be read (all {len(bad_indices)} failed to "
+                               f"decode and were skipped under --skip-bad-images), so nothing is left to score; "
+                               f"repair or replace the files (train.py --verify-images lists them all)")
     index = torch.cat(indices).numpy()
     return [{"index": index, "scores": torch.cat(collected).numpy(), "bad_indices": bad_indices}
             for collected in scores]
