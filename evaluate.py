@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,11 +83,7 @@ def find_runs(inputs: list[str], runs_dir: str) -> list[tuple[Path, dict]]:
     for text in inputs:
         path = Path(text)
         if path.is_dir() and not path.with_name(path.name + ".json").exists():  # a folder of records
-            complete = [record for record in sorted(path.glob("*.json"))
-                        if records.read_json(record).get("status") == "complete"]
-            if not complete:
-                raise errors.DataError(f"{path}: no complete run record in this folder")
-            found += [runrecords.read_complete_record(record) for record in complete]
+            found += complete_runs_in(path)
             continue
         if not (path.exists() or path.with_name(path.name + ".json").exists()) and "/" not in text:
             path = Path(runs_dir) / text  # a bare run id
@@ -99,6 +96,60 @@ def find_runs(inputs: list[str], runs_dir: str) -> list[tuple[Path, dict]]:
                                     f"ensemble weighs each run once, so give it once")
         seen[resolved] = str(record_path)
     return found
+
+
+def complete_runs_in(folder: Path) -> list[tuple[Path, dict]]:
+    """The complete runs recorded in `folder`; one note lists the JSON files left out (other files, runs that are
+    not complete) and why."""
+    complete, left_out = [], []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            complete.append(runrecords.read_complete_record(path))
+        except runrecords.RecordProblem as problem:
+            left_out.append(f"{path.name} ({str(problem).removeprefix(f'{path}: ')})")
+    if not complete:
+        raise errors.DataError(f"{folder}: no complete run record in this folder"
+                               + (f" (left out: {'; '.join(left_out)})" if left_out else ""))
+    if left_out:
+        print(f"note: {folder}: left out {len(left_out)} JSON file(s) that are not complete run records: "
+              f"{'; '.join(left_out)}", file=sys.stderr)
+    return complete
+
+
+def check_ensemble(runs: list[tuple[Path, dict]], args, spec) -> None:
+    """Refuse to average runs (and --model) whose scores mean different things or whose thresholds would be fit on
+    different images: another head or number of outputs, selection split or split file."""
+    if args.ensemble != "mean" or len(runs) + bool(args.model) < 2:
+        return
+    members = [(f"run {record['run_id']}", {
+        "config.head": record["config"].get("head", "classification"),
+        "model.num_outputs": record["model"]["num_outputs"],
+        "dataset.selection_split": record["dataset"].get("selection_split", spec.selection_split),
+        "dataset.split_sha256": record["dataset"]["split_sha256"]}) for _, record in runs]
+    if args.model:  # scored on the runs' split (open_run_data checks it), so only its head can differ
+        members.append((f"--model {args.model}", {"config.head": args.head, "model.num_outputs":
+                                                  1 if args.head == "regression" else spec.num_classes}))
+    (first, reference), *others = members
+    for name, fields in others:
+        for field, value in fields.items():
+            if value != reference[field]:
+                raise errors.UsageError(f"cannot ensemble {first} and {name}: their {field} differ "
+                                        f"({reference[field]!r} and {value!r}); score them with --ensemble none, or "
+                                        f"ensemble runs that agree")
+
+
+def run_weights(record_path: Path, record: dict) -> Path:
+    return record_path.parent / record["run_id"] / "best.safetensors"
+
+
+def check_weights(runs: list[tuple[Path, dict]]) -> None:
+    """Every run keeps its best weights, before any data is opened or model built."""
+    for record_path, record in runs:
+        weights = run_weights(record_path, record)
+        if not weights.is_file():
+            raise errors.DataError(f"run {record['run_id']} has no weights file {weights} (trained with "
+                                   f"--save-weights none, or removed); score its saved predictions with "
+                                   f"--from-predictions")
 
 
 def member_name(record_path: Path, record: dict, taken) -> str:
@@ -196,9 +247,9 @@ class Scorer:
 
 def load_run_model(record_path: Path, record: dict, accelerator: Accelerator):
     config = record["config"]
-    weights = record_path.parent / record["run_id"] / "best.safetensors"
-    model, info = networks.create_model(config["model"], record["model"]["num_outputs"], weights=str(weights),
-                                      pool=config.get("pool", "avg"), in_chans=record["model"].get("in_chans", 3))
+    model, info = networks.create_model(config["model"], record["model"]["num_outputs"],
+                                        weights=str(run_weights(record_path, record)), pool=config.get("pool", "avg"),
+                                        in_chans=record["model"].get("in_chans", 3))
     if record.get("normalization"):  # what the run trained with (older records: the weights' own statistics)
         info["mean"], info["std"] = record["normalization"]["mean"], record["normalization"]["std"]
     return accelerator.prepare(model), info, config.get("head") == "regression", config["img_size"]
@@ -280,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         raise errors.UsageError("--model needs --dataset: the dataset its weights were fine-tuned on")
     spec = get_spec(datasets.pop())
     check_arguments(args, spec)
+    check_ensemble(runs, args, spec)
     task, num_classes = spec.task, spec.num_classes
     selection, wanted = wanted_splits(args, runs, spec)
     name = evaluation_name(args, args.runs or [f"{args.model}-{Path(args.weights or 'none').stem}"])
@@ -295,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             members[member_name(record_path, record, members)] = {
                 split: load_predictions(record_path, record, split) for split in needed}
     else:
+        check_weights(runs)
         samples, split_indices = open_run_data(runs, spec, args)
         check_split_names(needed, list(split_indices), "the split file")
         accelerator = Accelerator()

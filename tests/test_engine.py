@@ -1,10 +1,17 @@
-"""engine.train_one_epoch: divergence is caught in the epoch where it happens, without a host sync per step."""
+"""engine.train_one_epoch: divergence is caught in the epoch where it happens, without a host sync per step;
+engine.predict on a split with nothing to score."""
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 from accelerate import Accelerator
 
 import engine
+import errors
+import transforms
+from data import open_dataset
+from data.synthetic import write_fixture
 from trainrun import RunFiles, TrainRun
 
 
@@ -68,3 +75,24 @@ def test_stop_request_ends_the_epoch_at_that_step(tmp_path):
     totals = engine.train_one_epoch([run], batches(20), accelerator, engine.Outputs("multiclass"), model_input,
                                     epoch=1, should_stop=lambda: next(requests))
     assert totals["stopped_at"] == 7 and run.samples == 28
+
+
+def predict_split(samples, indices) -> list[dict]:
+    dataset = engine.SampleDataset(samples, indices, transforms.eval_transform(4), skip_bad_images=True)
+    loader = engine.make_loader(dataset, 4, False, 0)
+    return engine.predict([torch.nn.Linear(3 * 4 * 4, 5)], loader, Accelerator(cpu=True), engine.Outputs("ordinal"),
+                          lambda batch: model_input(batch).flatten(1), desc="eval val")
+
+
+def test_a_split_with_no_readable_image_is_a_data_error_naming_it(tmp_path):
+    root = write_fixture("aptos", tmp_path / "aptos", per_class=2)
+    samples = open_dataset("aptos", root)
+    assert len(predict_split(samples, np.arange(3))[0]["index"]) == 3
+    for image in sorted((root / "train_images").iterdir()):  # pass the up-front header check, fail to decode
+        image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    with pytest.raises(errors.DataError, match=r"^eval val: none of this split's images can be read \(all 3 failed"
+                                               r".*--skip-bad-images.*--verify-images") as error:
+        predict_split(samples, np.arange(3))
+    assert "\n" not in str(error.value)
+    with pytest.raises(errors.DataError, match="^eval val: this split has no images to score"):
+        predict_split(samples, np.arange(0))

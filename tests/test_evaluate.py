@@ -32,6 +32,17 @@ def run_folder(complete_run):
     return out / record["run_id"], record
 
 
+def copy_run(folder, record: dict, to, run_id: str | None = None, without: tuple[str, ...] = (), **changes) -> str:
+    """A copy of the run (its folder and record) in folder `to`, as run `run_id`, leaving out files named in
+    `without`; `changes` replace record fields: `dataset={...}` is merged into the record's own block."""
+    run_id = run_id or record["run_id"]
+    shutil.copytree(folder, to / run_id, ignore=shutil.ignore_patterns(*without))
+    changed = {key: {**record[key], **value} if isinstance(value, dict) else value for key, value in changes.items()}
+    records.atomic_write_json(to / f"{run_id}.json", {**record, "run_id": run_id, **changed, "predictions": {
+        split: relative.replace(record["run_id"], run_id) for split, relative in record["predictions"].items()}})
+    return str(to / run_id)
+
+
 def test_scores_from_saved_predictions_match_the_run(complete_run, tmp_path):
     folder, record = run_folder(complete_run)
     run_evaluate(str(folder), "--from-predictions", "--out", str(tmp_path))
@@ -56,14 +67,57 @@ def test_model_evaluation_without_tta_equals_the_runs_own_predictions(complete_r
 
 def test_ensemble_of_a_run_with_its_copy_equals_the_run(complete_run, tmp_path):
     folder, record = run_folder(complete_run)
-    copy = tmp_path / "copy"
-    shutil.copytree(folder, copy / f"{record['run_id']}-copy")
-    records.atomic_write_json(copy / f"{record['run_id']}-copy.json", {**record, "run_id": f"{record['run_id']}-copy",
-                              "predictions": {k: v.replace(record["run_id"], f"{record['run_id']}-copy")
-                                              for k, v in record["predictions"].items()}})
-    run_evaluate(str(folder), str(copy), "--from-predictions", "--out", str(tmp_path / "evals"))
+    copy_run(folder, record, tmp_path / "copy", f"{record['run_id']}-copy")
+    run_evaluate(str(folder), str(tmp_path / "copy"), "--from-predictions", "--out", str(tmp_path / "evals"))
     results = evaluation(tmp_path / "evals")["results"]
     assert results["ensemble"]["val"] == results[record["run_id"]]["val"]
+
+
+@pytest.mark.parametrize("block, field, value", [
+    ("config", "head", "regression"), ("model", "num_outputs", 9), ("dataset", "selection_split", "train"),
+    ("dataset", "split_sha256", "0" * 64)])
+def test_runs_that_score_or_split_differently_are_not_ensembled(complete_run, tmp_path, block, field, value):
+    folder, record = run_folder(complete_run)
+    other = copy_run(folder, record, tmp_path / "other", "other-run", **{block: {field: value}})
+    with pytest.raises(errors.UsageError, match=rf"^cannot ensemble run {record['run_id']} and run other-run: their "
+                                                rf"{block}.{field} differ .*--ensemble none"):
+        evaluate.main([str(folder), other, "--from-predictions", "--out", str(tmp_path / "evals")])
+    run_evaluate(str(folder), other, "--from-predictions", "--ensemble", "none", "--out", str(tmp_path / "evals"))
+    assert "ensemble" not in evaluation(tmp_path / "evals")["results"]
+
+
+def test_a_run_without_weights_is_refused_before_its_data_is_opened(complete_run, tmp_path, monkeypatch):
+    folder, record = run_folder(complete_run)
+    bare = copy_run(folder, record, tmp_path / "runs", without=("best.safetensors",))
+    monkeypatch.setattr(evaluate, "open_run_data", lambda *a: pytest.fail("the data was opened before the check"))
+    with pytest.raises(errors.DataError) as error:
+        evaluate.main([bare, "--workers", "0", "--out", str(tmp_path / "evals")])
+    message = str(error.value)
+    assert message.startswith(f"run {record['run_id']} has no weights file {bare}/best.safetensors")
+    assert "--from-predictions" in message and "\n" not in message
+    run_evaluate(bare, "--from-predictions", "--out", str(tmp_path / "evals"))
+
+
+def test_a_folder_of_runs_leaves_out_other_json_files_with_one_note(complete_run, tmp_path, capsys):
+    folder, record = run_folder(complete_run)
+    runs = tmp_path / "runs"
+    copy_run(folder, record, runs)
+    copy_run(folder, record, runs, "still-running", status="running")
+    (runs / "config.json").write_text('{"lr": 0.1}')
+    (runs / "list.json").write_text("[1, 2]")
+    (runs / "broken.json").write_text("{")
+    run_evaluate(str(runs), "--from-predictions", "--out", str(tmp_path / "evals"))
+    assert list(evaluation(tmp_path / "evals")["results"]) == [record["run_id"]]
+    note = capsys.readouterr().err.strip()
+    assert note.startswith(f"note: {runs}: left out 4 JSON file(s) that are not complete run records: ")
+    assert "\n" not in note
+    for name, why in [("broken.json", "is not valid JSON"), ("config.json", "is not a run record"),
+                      ("list.json", "is not a run record"), ("still-running.json", "run status is 'running'")]:
+        assert f"{name} ({why}" in note
+    for name in ("broken.json", "config.json", "list.json", record["run_id"] + ".json"):
+        (runs / name).unlink()
+    with pytest.raises(errors.DataError, match=r"no complete run record in this folder \(left out: still-running"):
+        evaluate.main([str(runs), "--from-predictions", "--out", str(tmp_path / "evals")])
 
 
 def test_the_same_run_twice_is_refused_not_weighed_double(complete_run, tmp_path):
