@@ -122,9 +122,9 @@ def check_batch(batch: dict) -> bool:
     """Stop at an unreadable image (not skipped), naming the file and the ways out; False for an empty batch."""
     if batch["fatal"] is not None:
         path, reason = batch["fatal"]
-        raise UnreadableImage(path, f"{reason}. Repair or remove the file, or rerun with --skip-bad-images to skip "
-                                    f"(and record) unreadable images; --verify-images decodes every image before "
-                                    f"training to list them all at once")
+        raise UnreadableImage(path, f"{reason}. Repair or remove the file; `cache.py DATASET --verify-images` lists "
+                                    f"every bad image at once (train.py: --verify-images before the first step, or "
+                                    f"--skip-bad-images to skip and record them)")
     return batch.get("image") is not None or batch.get("regions") is not None
 
 

@@ -14,10 +14,7 @@ record (JSON) and per-sample predictions (.npz) are written atomically under --o
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
-import os
 import sys
 from pathlib import Path
 
@@ -34,13 +31,10 @@ import networks
 import records
 import runrecords
 import splits
+import submissions
 import transforms
 from data import REGISTRY, DatasetError, get_spec, open_dataset
 from data.unlabeled import open_unlabeled
-
-SUBMISSION_COLUMNS = {"aptos": ("id_code", "diagnosis"), "hpa": ("Id", "Predicted"),
-                      "melanoma": ("image_name", "target"), "cassava": ("image_id", "label")}
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__.split("\n\n")[0])
@@ -68,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--root", default=None, help="dataset root; the run's (as it resolved when it trained) when not given")
     g.add_argument("--split-file", default=None, help="split file; the run's when not given (checked against its SHA-256 either way)")
     g.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
-    g.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data-loading workers")
+    g.add_argument("--workers", type=int, default=min(4, cli.usable_cores()), help="data-loading workers")
     g.add_argument("--cache", default="auto", choices=["auto", "off"], help="read evaluation images from a prepared cache when one exists (cache.py)")
     g.add_argument("--cache-dir", default="cache", help="folder of prepared image caches")
     g = p.add_argument_group("Kaggle submission")
@@ -266,26 +260,6 @@ def evaluation_name(args, inputs: list[str]) -> str:
     return f"{stem}{'+' + str(len(inputs) - 1) if len(inputs) > 1 else ''}-{source}-{digest}"
 
 
-def write_submission(path: Path, dataset: str, ids: np.ndarray, scores: np.ndarray, thresholds) -> None:
-    """A submission in the competition's own format (header and value types as Kaggle expects them)."""
-    if dataset not in SUBMISSION_COLUMNS:
-        raise errors.UsageError(f"--submission: no Kaggle competition format for dataset '{dataset}' (known: "
-                                f"{', '.join(SUBMISSION_COLUMNS)})")
-    spec = get_spec(dataset)
-    if dataset == "melanoma":
-        values = [f"{p:.6f}" for p in (scores[:, 1] if scores.ndim == 2 else scores)]
-    elif dataset == "hpa":
-        predicted = metrics.predict(spec.task, scores, thresholds)
-        values = [" ".join(str(c) for c in np.flatnonzero(row)) for row in predicted]
-    else:
-        values = [str(int(v)) for v in metrics.predict(spec.task, scores, thresholds)]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SUBMISSION_COLUMNS[dataset])
-    writer.writerows(zip(ids, values))
-    records.atomic_write_text(path, buffer.getvalue())
-
-
 def check_arguments(args, spec) -> None:
     """Everything about the command line that can be wrong, before any data or model is touched."""
     if args.model and not args.weights:
@@ -301,6 +275,8 @@ def check_arguments(args, spec) -> None:
                                 f"are new to it")
     if args.submission and not args.test_dir:
         raise errors.UsageError("--submission needs --test-dir (the competition's unlabeled test images)")
+    if args.submission:
+        submissions.check_competition(spec.name)
 
 
 def wanted_splits(args, runs: list[tuple[Path, dict]], spec) -> tuple[str | None, list[str]]:
@@ -397,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.submission:
         chosen = "ensemble" if "ensemble" in members else next(iter(members))
         test = test_predictions[chosen]
-        write_submission(Path(args.submission), spec.name, test["ids"], test["scores"],
+        submissions.write_submission(Path(args.submission), spec.name, test["ids"], test["scores"],
                          members[chosen][needed[0]]["thresholds"])
         print(f"submission ({chosen}) -> {args.submission}")
 

@@ -11,6 +11,7 @@ import errors
 import evaluate
 import metrics
 import records
+import submissions
 from data import get_spec
 from data.synthetic import write_fixture
 from conftest import only_record
@@ -177,7 +178,7 @@ def test_submission_files_have_each_competitions_format(dataset, header, check, 
     else:
         scores, thresholds = rng.dirichlet(np.ones(spec.num_classes), 6), None
     path = tmp_path / "submission.csv"
-    evaluate.write_submission(path, dataset, ids, scores, thresholds)
+    submissions.write_submission(path, dataset, ids, scores, thresholds)
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == header and [r[0] for r in rows[1:]] == list(ids)
