@@ -14,18 +14,16 @@ import signal
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 
 import cache
 import engine
 import errors
 import metrics
 import models
-import networks
 import records
 import transforms
 from data.verify import BadImagesError, verify_images
-from trainrun import MODEL, RunFiles, TrainRun, link_or_copy, now
+from trainrun import MODEL, RunFiles, TrainRun, build_run, link_or_copy, now
 
 
 def fit(args, inputs, configs: list[dict]) -> int:
@@ -234,62 +232,12 @@ def augmentation_device(args, device: torch.device) -> str:
     return "gpu" if args.augment_device == "gpu" or applies else "cpu"
 
 
-def build_run(config: dict, args, samples, accelerator, channels_last: bool) -> TrainRun:
-    """One configuration's model (initialised right after set_seed, as a lone run's), optimizer and scheduler."""
-    spec = samples.spec
-    set_seed(args.seed)
-    num_outputs = 1 if args.head == "regression" else spec.num_classes
-    model, info = networks.create_model(args.model, num_outputs, weights=args.weights, pool=args.pool,
-                                        in_chans=samples.num_channels)
-    random_state = TrainRun.current_random_state(accelerator.device)  # before anything else draws from it
-    if config.get("init_from"):  # LP-FT's fine-tuning starts from the best probe's weights
-        probe_weights = RunFiles(args.out, config["init_from"]).folder / "best.safetensors"
-        networks.load_trained_weights(model, probe_weights)
-    head_only = config.get("lp_ft_phase") == "probe"
-    heads = None
-    if head_only:  # the linear probe: only the fresh head learns
-        head = set(info["head_parameters"])
-        for name, parameter in model.named_parameters():
-            parameter.requires_grad_(name in head)
-        heads = head_modules(model, info)  # named on the bare model, before compile/DDP add prefixes
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if args.compile:
-        model = torch.compile(model)
-    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], config)
-    scheduler = build_scheduler(optimizer, config)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    run = TrainRun(config, RunFiles(args.out, config["run_id"]), model, optimizer, scheduler, accelerator,
-                   random_state=random_state, head_modules=heads)
-    run.model_info = info
-    return run
-
-
 def finite_weights(run: TrainRun):
     """With no split to evaluate (--train-on all), what the outputs check does otherwise: catch a last update that
     broke the weights before they are saved. ({}, None, {}) like evaluate_splits' result, or a message."""
     if all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
         return {}, None, {}
     return "non-finite weights after the epoch's last update"
-
-
-def head_modules(model, info: dict) -> list[torch.nn.Module]:
-    names = {key.rsplit(".", 1)[0] for key in info["head_parameters"]}
-    return [module for name, module in model.named_modules() if name in names]
-
-
-def build_optimizer(parameters, config: dict) -> torch.optim.Optimizer:
-    if config["optimizer"] == "sgd":
-        return torch.optim.SGD(parameters, lr=config["lr"], momentum=0.9, nesterov=True, weight_decay=config["wd"])
-    # The paper's code passed wd/lr to AdamW, whose decay is multiplied by lr again: the effective decay is wd.
-    decay = config["wd"] / config["lr"] if config["wd_convention"] == "paper" else config["wd"]
-    return torch.optim.AdamW(parameters, lr=config["lr"], weight_decay=decay)
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, config: dict):
-    if config["schedule"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config["milestones"], gamma=0.1)
 
 
 def lp_ft_block(config: dict, out) -> dict | None:

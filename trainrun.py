@@ -1,4 +1,5 @@
-"""One configuration's run inside train.py: its files, model, optimizer, scheduler, random stream, progress, record.
+"""One configuration's run inside train.py: its files, model, optimizer, scheduler, random stream, progress, record,
+and how it is built (build_run: the model initialised right after set_seed, the optimizer, the schedule).
 
 train.py trains one configuration, or several configurations of one model on one dataset in one process ("packed":
 `--lr 0.1 0.01 --wd 1e-4 1e-5`), on the same batches. Each configuration is a TrainRun with its own run id, record,
@@ -27,8 +28,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file as load_safetensors
+from accelerate.utils import set_seed
 from safetensors.torch import save as safetensors_bytes
 
+import networks
 import records
 
 BEST_PREFIX = "best-epoch-"  # state files that are the best epoch's weights and predictions
@@ -230,3 +233,55 @@ def _tensor_bytes(obj) -> bytes:
 
 def _load(path: Path, device) -> dict:
     return torch.load(path, map_location=device, weights_only=True)
+
+
+# -- building a run ---------------------------------------------------------------------------------------------
+
+def build_run(config: dict, args, samples, accelerator, channels_last: bool) -> TrainRun:
+    """One configuration's model (initialised right after set_seed, as a lone run's), optimizer and scheduler."""
+    spec = samples.spec
+    set_seed(args.seed)
+    num_outputs = 1 if args.head == "regression" else spec.num_classes
+    model, info = networks.create_model(args.model, num_outputs, weights=args.weights, pool=args.pool,
+                                        in_chans=samples.num_channels)
+    random_state = TrainRun.current_random_state(accelerator.device)  # before anything else draws from it
+    if config.get("init_from"):  # LP-FT's fine-tuning starts from the best probe's weights
+        probe_weights = RunFiles(args.out, config["init_from"]).folder / "best.safetensors"
+        networks.load_trained_weights(model, probe_weights)
+    head_only = config.get("lp_ft_phase") == "probe"
+    heads = None
+    if head_only:  # the linear probe: only the fresh head learns
+        head = set(info["head_parameters"])
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in head)
+        heads = head_modules(model, info)  # named on the bare model, before compile/DDP add prefixes
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if args.compile:
+        model = torch.compile(model)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], config)
+    scheduler = build_scheduler(optimizer, config)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    run = TrainRun(config, RunFiles(args.out, config["run_id"]), model, optimizer, scheduler, accelerator,
+                   random_state=random_state, head_modules=heads)
+    run.model_info = info
+    return run
+
+
+def head_modules(model, info: dict) -> list[torch.nn.Module]:
+    names = {key.rsplit(".", 1)[0] for key in info["head_parameters"]}
+    return [module for name, module in model.named_modules() if name in names]
+
+
+def build_optimizer(parameters, config: dict) -> torch.optim.Optimizer:
+    if config["optimizer"] == "sgd":
+        return torch.optim.SGD(parameters, lr=config["lr"], momentum=0.9, nesterov=True, weight_decay=config["wd"])
+    # The paper's code passed wd/lr to AdamW, whose decay is multiplied by lr again: the effective decay is wd.
+    decay = config["wd"] / config["lr"] if config["wd_convention"] == "paper" else config["wd"]
+    return torch.optim.AdamW(parameters, lr=config["lr"], weight_decay=decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: dict):
+    if config["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config["milestones"], gamma=0.1)

@@ -6,7 +6,7 @@
 
 Measured in one run on this machine, in images/s:
   (a) the model alone: forward, loss, backward and optimizer step on a uint8 batch already on the device, with
-      train.py's own pieces (networks.create_model, fit.build_optimizer, engine.Outputs, engine.to_model_input,
+      train.py's own pieces (networks.create_model, trainrun.build_optimizer, engine.Outputs, engine.to_model_input,
       the same precision and memory format): the ceiling no input pipeline can beat;
   (b) train.py end to end: `train.main(...)` on a synthetic Cassava-layout dataset (hard-linked copies of a few
       hundred photo-like JPEGs) read through a prepared cache, --steps training steps per epoch, 3 epochs; the rate
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 import cli  # noqa: E402
 import engine  # noqa: E402
-import fit  # noqa: E402
+import trainrun  # noqa: E402
 import models  # noqa: E402
 import networks  # noqa: E402
 import records  # noqa: E402
@@ -74,7 +74,7 @@ def model_alone(args, model_name: str, img_size: int, compile_model: bool) -> fl
         model = model.to(memory_format=torch.channels_last)
     if compile_model:
         model = torch.compile(model)
-    optimizer = fit.build_optimizer(model.parameters(), {"optimizer": "sgd", "lr": 0.01, "wd": 1e-4})
+    optimizer = trainrun.build_optimizer(model.parameters(), {"optimizer": "sgd", "lr": 0.01, "wd": 1e-4})
     model, optimizer = accelerator.prepare(model, optimizer)
     outputs = engine.Outputs("multiclass")
     images = torch.randint(0, 256, (args.batch_size, 3, img_size, img_size), dtype=torch.uint8, device=device)

@@ -1,0 +1,111 @@
+"""What `grid.py status` reports: per dataset x model how many runs are in each state, the best complete
+configuration so far, the failed runs' errors and the training time left. It only reads: the manifest or the
+records, the runs' locks and launch logs (grid_state.py); nothing is written.
+"""
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import errors
+import grid_estimate
+import records
+from grid_state import AXES, Entry, best_value, epochs_done, live_holder, read_log, read_record, selection_key
+
+STATES = ("complete", "running", "paused", "diverged", "failed", "pending")
+
+
+def entries_from_records(folder: Path) -> list[Entry]:
+    """Entries for the run records found in a folder (status without a manifest)."""
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = records.read_json(path)
+            found.append(Entry(record["run_id"], (), str(folder), {**record["config"], "out": "."}))
+        except (OSError, ValueError, KeyError, TypeError):
+            print(f"grid.py: {path} is not a run record; left out", file=sys.stderr)
+    return found
+
+
+def run_state(entry: Entry, record: dict | None, stale_after: float) -> tuple[str, str | None]:
+    """(state, error) of a run for the status table: running while locked, else as its record says; a run whose
+    last launch failed before it wrote a record is failed too."""
+    if live_holder(entry, stale_after):
+        return "running", None
+    status = (record or {}).get("status")
+    ends = [event for event in read_log(entry) if event["event"] == "end"]
+    if ends and ends[-1]["outcome"] == "failed" and status != "complete":
+        return "failed", ends[-1].get("error") or (record or {}).get("error")
+    if status in ("complete", "diverged", "failed") or status == "paused":
+        return status, (record or {}).get("error")
+    return "pending", None  # no record yet, or one left 'running' by an interrupted run: it resumes
+
+
+def status_report(entries: list[Entry], stale_after: float) -> dict:
+    """Per dataset x model: how many runs are in each state and the best complete configuration so far; the failed
+    runs' errors; and the training time left at the speed the records measured (images/s of that model)."""
+    found = {e.run_id: read_record(e) for e in entries}
+    known = [record for record in found.values() if record]  # split sizes of the datasets
+    groups: dict[tuple, dict] = {}
+    speeds: dict[tuple, list[float]] = defaultdict(list)
+    failed, left = [], []
+    for entry in entries:
+        record = found[entry.run_id]
+        state, error = run_state(entry, record, stale_after)
+        group = groups.setdefault((entry.dataset, entry.model), {"dataset": entry.dataset, "model": entry.model,
+                                                                  **{s: 0 for s in STATES}, "best": None})
+        group[state] += 1
+        if state == "failed":
+            failed.append({"run_id": entry.run_id, "error": " ".join(str(error).split())[:300]})
+        if state in ("running", "pending") or (state == "paused" and "halving" not in record):
+            left.append(entry)  # a run halving stopped for good is not left to do
+        # a packed run's images/s is its pack's; the pack trains packed_with runs at that speed at once
+        speeds[(entry.dataset, entry.model)] += [h["images_per_s"] * (record.get("packed_with") or 1)
+                                                 for h in (record or {}).get("history") or [] if h.get("images_per_s")]
+        value = best_value(record) if state == "complete" else None
+        if value is not None and (group["best"] is None or value > group["best"]["value"]):
+            group["best"] = {"run_id": entry.run_id, "metric": selection_key(record), "value": value,
+                             **{axis: entry.config[axis] for axis in AXES}}
+    hours, unmeasured, sizes = 0.0, 0, {}
+    for entry in left:
+        measured = speeds[(entry.dataset, entry.model)]
+        if entry.dataset not in sizes:
+            try:
+                sizes[entry.dataset] = grid_estimate.split_sizes(entry.dataset, known)
+            except errors.UsageError:
+                sizes[entry.dataset] = None
+        if not measured or not sizes[entry.dataset]:
+            unmeasured += 1
+            continue
+        train, evaluated, _ = sizes[entry.dataset]
+        epochs = entry.config["epochs"] - epochs_done(found[entry.run_id])
+        hours += grid_estimate.run_hours(train, evaluated, epochs, sum(measured) / len(measured))
+    totals = {s: sum(g[s] for g in groups.values()) for s in STATES}
+    return {"groups": list(groups.values()), "totals": totals, "failed": failed, "hours_left": hours,
+            "runs_without_measured_speed": unmeasured, "running_now": totals["running"]}
+
+
+def hours(value: float) -> str:
+    return f"{value:.1f} h" if value >= 1 else f"{value * 60:.1f} min"
+
+
+def format_status(report: dict) -> str:
+    width = max([len(g["model"]) for g in report["groups"]] + [5]) + 2
+    lines = [f"{'dataset':<10}{'model':<{width}}" + "".join(f"{s:>10}" for s in STATES) + "  best so far"]
+    for g in report["groups"]:
+        best = g["best"]
+        text = (f"{best['optimizer']} {best['schedule']} lr {best['lr']:g} wd {best['wd']:g}: "
+                f"{best['metric']} {best['value']:.4f}") if best else "-"
+        lines.append(f"{g['dataset']:<10}{g['model']:<{width}}" + "".join(f"{g[s]:>10}" for s in STATES)
+                     + f"  {text}")
+    lines.append(f"{'total':<{10 + width}}" + "".join(f"{report['totals'].get(s, 0):>10}" for s in STATES))
+    if report["failed"]:
+        lines += ["", "failed runs:"] + [f"  {f['run_id']}: {f['error']}" for f in report["failed"]]
+    left, unmeasured, parallel = report["hours_left"], report["runs_without_measured_speed"], report["running_now"]
+    parts = [f"{hours(left)} of training at each model's measured speed"
+             + (f", about {hours(left / parallel)} with the {parallel} runs now in parallel" if parallel else "")
+             ] if left else []
+    parts += [f"{unmeasured} runs of models whose speed is not measured yet"] if unmeasured else []
+    line = "time left: " + (" plus ".join(parts) or "none")
+    return "\n".join(lines + ["", line])
