@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = "ensemble" if "ensemble" in members else next(iter(members))
         test = test_predictions[chosen]
         submissions.write_submission(Path(args.submission), spec.name, test["ids"], test["scores"],
-                         members[chosen][needed[0]]["thresholds"])
+                                     members[chosen][needed[0]]["thresholds"])
         print(f"submission ({chosen}) -> {args.submission}")
 
     evaluation = {"schema_version": records.SCHEMA_VERSION, "name": name, "dataset": spec.name, "task": task,
