@@ -112,7 +112,14 @@ def complete_runs_in(folder: Path) -> list[tuple[Path, dict]]:
 
 def check_ensemble(runs: list[tuple[Path, dict]], args, spec) -> None:
     """Refuse to average runs (and --model) whose scores mean different things or whose thresholds would be fit on
-    different images: another head or number of outputs, selection split or split file."""
+    different images: another head or number of outputs, selection split or split file. Runs scored side by side
+    (--ensemble none) must share their selection split too: one command fits thresholds on one split."""
+    selections = {record["run_id"]: record["dataset"].get("selection_split", spec.selection_split)
+                  for _, record in runs}
+    if len(set(selections.values())) > 1:
+        shown = ", ".join(f"{run_id}: {split}" for run_id, split in selections.items())
+        raise errors.UsageError(f"the runs pick thresholds and cut points on different selection splits ({shown}); "
+                                f"evaluate them in separate commands")
     if args.ensemble != "mean" or len(runs) + bool(args.model) < 2:
         return
     members = [(f"run {record['run_id']}", {

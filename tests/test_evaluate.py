@@ -75,8 +75,7 @@ def test_ensemble_of_a_run_with_its_copy_equals_the_run(complete_run, tmp_path):
 
 
 @pytest.mark.parametrize("block, field, value", [
-    ("config", "head", "regression"), ("model", "num_outputs", 9), ("dataset", "selection_split", "train"),
-    ("dataset", "split_sha256", "0" * 64)])
+    ("config", "head", "regression"), ("model", "num_outputs", 9), ("dataset", "split_sha256", "0" * 64)])
 def test_runs_that_score_or_split_differently_are_not_ensembled(complete_run, tmp_path, block, field, value):
     folder, record = run_folder(complete_run)
     other = copy_run(folder, record, tmp_path / "other", "other-run", **{block: {field: value}})
@@ -85,6 +84,15 @@ def test_runs_that_score_or_split_differently_are_not_ensembled(complete_run, tm
         evaluate.main([str(folder), other, "--from-predictions", "--out", str(tmp_path / "evals")])
     run_evaluate(str(folder), other, "--from-predictions", "--ensemble", "none", "--out", str(tmp_path / "evals"))
     assert "ensemble" not in evaluation(tmp_path / "evals")["results"]
+
+
+def test_runs_with_different_selection_splits_are_evaluated_apart(complete_run, tmp_path):
+    folder, record = run_folder(complete_run)
+    other = copy_run(folder, record, tmp_path / "other", "other-run", dataset={"selection_split": "train"})
+    for mode in ("mean", "none"):  # thresholds would be fit on the first run's selection split for both
+        with pytest.raises(errors.UsageError, match=rf"different selection splits \({record['run_id']}: val, "
+                                                    rf"other-run: train\); evaluate them in separate commands"):
+            evaluate.main([str(folder), other, "--from-predictions", "--ensemble", mode])
 
 
 def test_a_run_without_weights_is_refused_before_its_data_is_opened(complete_run, tmp_path, monkeypatch):
