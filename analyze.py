@@ -357,10 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.n_boot < 1 or not 0 < args.level < 1:
-        parser.error("--n-boot must be at least 1 and --level within (0, 1)")
+    args = build_parser().parse_args(argv)
+    cli.check_interval_settings(args.level, args.n_boot)
 
     analysis = analyze(args.records, datasets=_names(args.datasets), model_names=_names(args.models),
                        metric=args.metric, threshold=args.threshold, slope_threshold=args.slope_threshold,

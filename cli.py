@@ -1,8 +1,11 @@
-"""Command-line conventions every script shares: help texts that show each default exactly once."""
+"""Command-line conventions every script shares: help texts that show each default exactly once, the cores worker
+defaults may use, the check of interval settings."""
 from __future__ import annotations
 
 import argparse
 import os
+
+import errors
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -19,6 +22,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 def usable_cores() -> int:
     """The cores this process may run on (a Slurm job's share, not the whole machine's): what worker defaults use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_interval_settings(level: float, n_boot: int) -> None:
+    """--level and --n-boot of the scripts that report intervals, checked before any compute."""
+    if n_boot < 1 or not 0 < level < 1:
+        raise errors.UsageError(f"--n-boot must be at least 1 (got {n_boot}) and --level within (0, 1) (got {level})")
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -207,17 +207,6 @@ def score_all(task: str, num_classes: int, predictions: dict[str, dict], args) -
             for split, p in predictions.items()}
 
 
-def with_decision(task: str, num_classes: int, selection_split: str | None,
-                  scores: dict[str, dict]) -> dict[str, dict]:
-    """Fit thresholds / cut points on the selection split and attach them, unchanged, to every split (none for a
-    model trained on all labelled data: 0.5 thresholds and the default cut points)."""
-    thresholds = None
-    if selection_split is not None:
-        selection = scores[selection_split]
-        thresholds = metrics.fit_decision(task, selection["labels"], selection["scores"], num_classes)
-    return {split: {**p, "thresholds": thresholds} for split, p in scores.items()}
-
-
 class Scorer:
     """Runs models over the splits of one dataset, the same way train.py evaluates them."""
 
@@ -284,6 +273,7 @@ def check_arguments(args, spec) -> None:
         raise errors.UsageError("--submission needs --test-dir (the competition's unlabeled test images)")
     if args.submission:
         submissions.check_competition(spec.name)
+    cli.check_interval_settings(args.level, args.n_boot)
 
 
 def wanted_splits(args, runs: list[tuple[Path, dict]], spec) -> tuple[str | None, list[str]]:
@@ -321,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) / name
 
     needed = [s for s in dict.fromkeys([selection, *wanted]) if s]  # thresholds are fit on the selection split
+    if not needed and not args.submission:
+        raise errors.UsageError("these runs were trained on all labelled data (--train-on all): no split is held out "
+                                "to score; name one with --split, or write a Kaggle submission with --submission "
+                                "and --test-dir")
     members: dict[str, dict[str, dict]] = {}  # member name -> split -> predictions
     test_predictions: dict[str, dict] = {}    # member name -> predictions on the unlabeled Kaggle test images
     if args.from_predictions:
@@ -369,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         if test_predictions:
             test_predictions["ensemble"] = {**test_predictions[names[0]], "scores": np.mean(
                 [test_predictions[n]["scores"] for n in names], axis=0)}
-    members = {member: with_decision(task, num_classes, selection, by_split) for member, by_split in members.items()}
+    decisions = {member: metrics.fit_on_selection(task, by_split, selection, num_classes)
+                 for member, by_split in members.items()}  # applied unchanged to every split
+    members = {member: {split: {**p, "thresholds": decisions[member]} for split, p in by_split.items()}
+               for member, by_split in members.items()}
 
     results = {}
     for member, by_split in members.items():
@@ -380,8 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.submission:
         chosen = "ensemble" if "ensemble" in members else next(iter(members))
         test = test_predictions[chosen]
-        submissions.write_submission(Path(args.submission), spec.name, test["ids"], test["scores"],
-                                     members[chosen][needed[0]]["thresholds"])
+        submissions.write_submission(Path(args.submission), spec.name, test["ids"], test["scores"], decisions[chosen])
         print(f"submission ({chosen}) -> {args.submission}")
 
     evaluation = {"schema_version": records.SCHEMA_VERSION, "name": name, "dataset": spec.name, "task": task,

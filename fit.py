@@ -290,10 +290,7 @@ def evaluate_splits(runs: list[TrainRun], loaders: dict, accelerator, outputs, m
             evaluated.append(f"non-finite model outputs on split '{broken[0]}'")
             continue
         spec = samples.spec
-        thresholds = None  # without a selection split: 0.5 thresholds, the default cut points
-        if selection_split is not None:
-            selection = results[selection_split]
-            thresholds = metrics.fit_decision(spec.task, selection["labels"], selection["scores"], spec.num_classes)
+        thresholds = metrics.fit_on_selection(spec.task, results, selection_split, spec.num_classes)
         scores = {f"{split}_{name}": value for split, result in results.items()
                   for name, value in metrics.score(spec.task, result["labels"], result["scores"], thresholds,
                                                    spec.num_classes).items()}

@@ -47,7 +47,7 @@ from metric_statistics import (DEFAULT_THRESHOLD, PRIMARY_METRIC, TASK_METRICS, 
 # The one place for metrics: point values and decisions here, intervals from confidence.py, hard predictions and the
 # shared statistics from metric_statistics.py.
 __all__ = ["PRIMARY_METRIC", "TASK_METRICS", "predict", "accuracy", "balanced_accuracy", "quadratic_weighted_kappa",
-           "macro_f1", "micro_f1", "roc_auc", "score", "choose_thresholds", "fit_cutpoints", "fit_decision",
+           "macro_f1", "micro_f1", "roc_auc", "score", "choose_thresholds", "fit_cutpoints", "fit_decision", "fit_on_selection",
            "clopper_pearson", "resample_indices", "resampled_metric", "bootstrap_distribution", "score_with_intervals",
            "intervals", "paired_difference"]
 
@@ -196,3 +196,13 @@ def fit_decision(task: str, labels, scores, num_classes: int | None = None) -> n
             raise ValueError("fitting ordinal cut points needs num_classes")
         return fit_cutpoints(labels, scores, num_classes)
     return None
+
+
+def fit_on_selection(task: str, results: dict[str, dict], selection_split: str | None,
+                     num_classes: int | None = None) -> np.ndarray | None:
+    """The thresholds / cut points every split is scored with: fit on the selection split's {"labels", "scores"};
+    None without one (a model trained on all labelled data): 0.5 thresholds and the default cut points."""
+    if selection_split is None:
+        return None
+    selection = results[selection_split]
+    return fit_decision(task, selection["labels"], selection["scores"], num_classes)

@@ -83,7 +83,6 @@ class Run:
     selection_split: str
     report_split: str           # the paper's reported split (the selection split when there is no other)
     extra_split: str | None     # the record's report split where the paper reports another (HPA's test_val)
-    record_report_split: str    # the record's report split (or its selection split), for comparing runs
     hparams: dict[str, Any]
     settings: dict[str, Any]    # the record's config values of COMPARED_SETTINGS (None where it has none)
     best_metrics: dict[str, float | None] | None
@@ -189,9 +188,7 @@ def _run(path: Path, raw: dict) -> Run:
         raise RecordProblem("field 'halving' is not an object with a true or false 'selected'")
     return Run(path=path, run_id=run_id, status=status, dataset=dataset_name, model=model_name, task=task,
                metric=metric, num_classes=num_classes if isinstance(num_classes, int) else None,
-               selection_split=selection_split, report_split=report_split,
-               extra_split=extra_split,
-               record_report_split=record_report, hparams=hparams,
+               selection_split=selection_split, report_split=report_split, extra_split=extra_split, hparams=hparams,
                settings={key: config.get(key) for key in COMPARED_SETTINGS}, best_metrics=best_metrics,
                predictions={split: path.parent / rel for split, rel in predictions.items()},
                imagenet_top1=number(model.get("imagenet_top1")), params=number(model.get("params")),
@@ -243,16 +240,16 @@ def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[str]]:
     for name, group in by_dataset.items():
         spec = data.REGISTRY.get(name)
         registry = (spec.metric, spec.selection_split, spec.report_split or spec.selection_split) if spec else None
-        counts = Counter((r.metric, r.selection_split, r.record_report_split) for r in group)
+        counts = Counter((r.metric, r.selection_split, r.report_split) for r in group)
         # the most common choice wins; the registry's breaks a tie (train.py drops a report split it could not make)
         reference = max(counts, key=lambda choice: (counts[choice], choice == registry))
         for run in group:
-            if (run.metric, run.selection_split, run.record_report_split) == reference:
+            if (run.metric, run.selection_split, run.report_split) == reference:
                 consistent.append(run)
             else:
                 warnings.append(f"{run.path}: dataset '{name}' is chosen on {reference[1]}_{reference[0]} and "
                                 f"reported on {reference[2]}, but this run uses {run.selection_split}_{run.metric} "
-                                f"and {run.record_report_split}; skipped")
+                                f"and {run.report_split}; skipped")
     return consistent, warnings
 
 

@@ -38,7 +38,7 @@ def write_submission(path: Path, dataset: str, ids: np.ndarray, scores: np.ndarr
         predicted = metrics.predict(spec.task, scores, thresholds)
         values = [" ".join(str(c) for c in np.flatnonzero(row)) for row in predicted]
     else:
-        values = [str(int(v)) for v in metrics.predict(spec.task, scores, thresholds)]
+        values = [str(int(v)) for v in metrics.predict(spec.task, scores, thresholds, spec.num_classes)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS[dataset])

@@ -93,3 +93,19 @@ def test_compare_reports_the_metric_flag_for_the_configurations_the_dataset_metr
         table = {(r["model"], r["value"]): float(r["result"]) for r in csv.DictReader(f)}
     assert table == pytest.approx(expected, abs=1e-9)
     assert "### aptos (accuracy on val)" in (out / "report.md").read_text()
+
+
+def test_older_and_newer_hpa_records_are_analysed_together(tmp_path):
+    """Records written before HPA was reported on val say report_split test_val; newer ones say None. Both are
+    reported on val, so a grid that ran across the update keeps every run."""
+    folder = tmp_path / "runs"
+    for i, report_split in enumerate(["test_val", "test_val", None, None, None]):
+        write_run(folder, "hpa", f"toy{i}", 0.5, top1=70.0 + i)
+        (path,) = folder.glob(f"hpa-toy{i}-*.json")
+        record = json.loads(path.read_text())
+        record["dataset"].update(task="multilabel", metric="macro_f1", num_classes=28, report_split=report_split)
+        record["best"]["metrics"] = {"val_macro_f1": 0.4 + i / 100, "test_val_macro_f1": 0.3}
+        path.write_text(json.dumps(record))
+    runs, warnings = runrecords.load_runs([folder])
+    assert len(runs) == 5 and not warnings
+    assert {(r.report_split, r.extra_split) for r in runs} == {("val", "test_val")}

@@ -213,6 +213,28 @@ def test_submission_end_to_end_on_an_unlabeled_aptos_folder(tmp_path, monkeypatc
     assert lines[0] == "id_code,diagnosis" and len(lines) == 6
     assert [l.split(",")[0] for l in lines[1:]] == sorted(p.stem for p in test_dir.iterdir())
 
+    # A final model trained on all labelled data (regression head): no split to fit cut points on, the default ones
+    final = tmp_path / "final"
+    train(["--dataset", "aptos", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs",
+           "1", "--batch-size", "8", "--img-size", "16", "--workers", "0", "--out", str(final), "--train-on", "all",
+           "--head", "regression"], tmp_path)
+    run_id = only_record(final)["run_id"]
+    with pytest.raises(errors.UsageError, match="trained on all labelled data .* --submission"):
+        evaluate.main([str(final / run_id), "--out", str(tmp_path / "evals")])
+    run_evaluate(str(final / run_id), "--submission", str(submission), "--test-dir", str(test_dir),
+                 "--out", str(tmp_path / "evals"))
+    lines = submission.read_text().splitlines()
+    assert lines[0] == "id_code,diagnosis" and len(lines) == 6
+    assert all(line.split(",")[1] in "01234" for line in lines[1:])
+
+
+def test_interval_settings_are_checked_before_any_model_runs(complete_run, monkeypatch):
+    folder, _ = run_folder(complete_run)
+    monkeypatch.setattr(evaluate, "load_run_model", lambda *a: pytest.fail("a model was loaded before the check"))
+    for flags in (["--level", "2"], ["--n-boot", "0"]):
+        with pytest.raises(errors.UsageError, match="--n-boot must be at least 1"):
+            evaluate.main([str(folder), *flags])
+
 
 def test_unknown_split_is_an_error_before_any_model_runs(complete_run, tmp_path, monkeypatch):
     folder, _ = run_folder(complete_run)
