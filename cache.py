@@ -43,8 +43,8 @@ from cache_build import ensure_built, prepare
 from cache_store import (DATA, DATA_PARTIAL, FORMATS, INDEX, INDEX_PARTIAL, LOCK, MANIFEST, PROGRESS, CacheError,
                          CachedImages, cache_settings, open_cache)
 from cache_worker import WorkerPool, worker_pool
-from data import REGISTRY, Samples, open_dataset
-from data.cli import add_data_arguments, dataset_options
+from data import REGISTRY, Samples
+from data.cli import add_data_arguments, open_inputs
 from data.verify import BadImage, BadImagesError, verify_images
 
 MODEL_GROUPS = ("all", *dict.fromkeys(entry.group for entry in models.REGISTRY.values()))
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, nargs="+", help="input sizes, as train.py's --img-size (without --model, --models or --img-size: the testbed's sizes on the dataset)")
     p.add_argument("--splits", nargs="+", help="splits to cache: train gets the train variant, the others the eval variant (without it: every split)")
     p.add_argument("--workers", type=int, help="decoding processes (0: in this process; without it: every usable core)")
-    p.add_argument("--format", default="npy", choices=FORMATS, help="npy: raw pixels, no decoding; jpeg: quality-95 JPEG, smaller on disk")
+    p.add_argument("--format", choices=FORMATS, help="npy: raw pixels, no decoding; jpeg: quality-95 JPEG, smaller on disk (without it: a finished cache keeps its format, a new one is npy)")
     p.add_argument("--cache-dir", default="cache", help="folder that holds the caches and the verification memo")
     p.add_argument("--rebuild", action="store_true", help="discard existing caches of these splits and build them anew")
     p.add_argument("--verify-images", action="store_true", help="decode every image of the splits and report the bad ones, without building (a build verifies anyway)")
@@ -104,25 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_splits(args: argparse.Namespace) -> tuple[Samples, dict]:
-    """The dataset and the indices of the requested splits, as train.py would read them."""
-    import splits  # here, not at the top: scikit-learn loads (a second) while the workers start
-    samples = open_dataset(args.dataset, args.root, **dataset_options(args.dataset, args))
-    try:
-        split_indices, split_path, _ = splits.resolve_split(samples, args.split_file, args.split_method,
-                                                            args.split_seed)
-    except FileExistsError as error:
-        raise errors.DataError(str(error)) from None
-    except ValueError as error:  # a split method or seed this dataset does not have
-        raise errors.UsageError(str(error)) from None
-    names = list(args.splits or split_indices)
-    missing = [name for name in names if name not in split_indices]
+    """The dataset and the indices of the requested splits, exactly as train.py reads them (data.cli.open_inputs:
+    --extra-train and --train-on included)."""
+    inputs = open_inputs(args, training=False)
+    names = list(args.splits or inputs.split_indices)
+    missing = [name for name in names if name not in inputs.split_indices]
     if missing:
-        raise errors.UsageError(f"--splits: {split_path} has no split {', '.join(missing)} "
-                                f"(it has {', '.join(split_indices)})")
-    for name in [name for name in names if len(split_indices[name]) == 0]:
-        print(f"{split_path}: split {name} is empty; nothing to cache")
-        names.remove(name)
-    return samples, {name: split_indices[name] for name in names}
+        raise errors.UsageError(f"--splits: {inputs.split_path} has no split {', '.join(missing)} "
+                                f"(it has {', '.join(inputs.split_indices)})")
+    return inputs.samples, {name: inputs.split_indices[name] for name in names}
 
 
 def report_bad(dataset: str, bad: list[BadImage], skip: bool, built: bool) -> None:

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+import errors
 from data import Samples
 from data.images import BadImageError, read_image_files
 
@@ -220,7 +221,11 @@ def serve(conn: Connection) -> None:
 
 
 class WorkerFailed(RuntimeError):
-    """A worker process crashed or raised an unexpected error (a bug, or e.g. out of memory)."""
+    """A worker raised an unexpected error: a bug, reported with the worker's traceback."""
+
+
+class WorkerLost(errors.ExpectedError):
+    """A worker process ended without a word (killed, e.g. by the out-of-memory killer): the build resumes."""
 
 
 class WorkerPool:
@@ -262,7 +267,8 @@ class WorkerPool:
         self.connections[worker].send(message)
 
     def receive(self) -> tuple[int, tuple]:
-        """(worker, message) of the next answer from any worker. Raises WorkerFailed when a worker failed."""
+        """(worker, message) of the next answer from any worker. Raises WorkerFailed (a worker's error) or
+        WorkerLost (a worker gone)."""
         ready = wait(self.connections)
         worker = self.connections.index(ready[0])
         try:
@@ -270,7 +276,8 @@ class WorkerPool:
         except (EOFError, OSError):
             status = self.processes[worker].wait()
             how = f"killed by {signal.Signals(-status).name}" if status < 0 else f"exit status {status}"
-            raise WorkerFailed(f"cache worker {worker} ended unexpectedly ({how}); run again to resume") from None
+            raise WorkerLost(f"cache worker {worker} ended unexpectedly ({how}; out of memory? fewer --workers "
+                             f"need less); run again to resume the build where it stopped") from None
         if message[0] == "failed":
             raise WorkerFailed(f"cache worker {worker} failed on chunk {message[1]}:\n{message[2]}")
         if message[0] in ("built", "verified"):

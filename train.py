@@ -26,20 +26,16 @@ import argparse
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 import cli
 import errors
 import lpft
 import models
 import records
-import splits
 import transforms
-from data import REGISTRY, Samples, concatenate, default_root, describe, get_spec, open_dataset
-from data.cli import add_data_arguments, dataset_options
+from data import REGISTRY, default_root, get_spec
+from data.cli import Inputs, add_data_arguments, open_inputs
 from fit import fit
 from trainrun import RunFiles
 
@@ -60,9 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=min(8, cli.usable_cores()), help="data-loading worker processes per device")
     g.add_argument("--cache", default="auto", choices=["auto", "build", "off"], help="prepared image cache (cache.py): use when present, build if missing, or read the original files")
     g.add_argument("--cache-dir", default="cache", help="folder of prepared image caches")
-    g.add_argument("--extra-train", default=None, choices=sorted(REGISTRY), help="add all labelled images of this dataset to the training split (e.g. dr2015 for aptos, as the Kaggle winners did)")
-    g.add_argument("--extra-root", default=None, help="root of --extra-train; datasets/<name> when not given")
-    g.add_argument("--train-on", default="train", choices=["train", "all"], help="'all': train on the training and selection splits together, for a final model (no selection split, the last epoch is kept)")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="resnet18", help="name from models.py (python models.py lists them) or any timm model")
     g.add_argument("--weights", default="imagenet", help="'imagenet' (pretrained, as in the paper), 'random', or a local .safetensors/.pth file")
@@ -96,50 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="runs", help="folder of run records and run folders")
     g.add_argument("--log-with", default="none", choices=["none", "tensorboard", "wandb"], help="also log to an Accelerate tracker (if installed)")
     return p
-
-
-@dataclass
-class Inputs:
-    """The dataset and split every run of one command trains on, checked before any compute."""
-    samples: Samples
-    split: splits.ResolvedSplit
-    split_indices: dict[str, np.ndarray]  # the split's, with --extra-train and --train-on applied
-    selection_split: str | None           # None when training on all labelled data (--train-on all)
-    eval_splits: list[str]
-
-    @property
-    def split_path(self) -> Path:
-        return self.split.path
-
-    @property
-    def split_sha256(self) -> str:
-        return self.split.sha256
-
-    def describe(self) -> str:
-        return (f"{describe(self.samples)}; split: {self.split.description}; "
-                + ", ".join(f"{name} {len(rows):,}" for name, rows in self.split_indices.items()))
-
-
-def open_inputs(args) -> Inputs:
-    spec = get_spec(args.dataset)
-    samples = open_dataset(args.dataset, args.root or default_root(args.dataset),
-                           **dataset_options(args.dataset, args))
-    split = splits.resolve(samples, args.split_file, args.split_method, args.split_seed)
-    indices = split.indices
-    for split_name in ("train", spec.selection_split):
-        if len(indices.get(split_name, ())) == 0:
-            raise errors.DataError(f"{split.path}: split '{split_name}' is empty or missing")
-    if args.extra_train:  # more labelled training data, e.g. the 2015 DR competition's images for APTOS
-        extra = open_dataset(args.extra_train, args.extra_root or default_root(args.extra_train))
-        indices = splits.with_extra_training(indices, spec, len(samples), len(extra))
-        samples = concatenate(samples, extra)
-    if args.train_on == "all":
-        indices = splits.train_on_all(indices, spec)
-    selection = spec.selection_split if args.train_on == "train" else None
-    eval_splits = ([selection] if selection else []) + [
-        s for s in dict.fromkeys([spec.report_split, *spec.extra_splits, *args.eval_splits])
-        if s and s != selection and len(indices.get(s, ())) > 0]
-    return Inputs(samples, split, indices, selection, eval_splits)
 
 
 def resolve_config(args, inputs: Inputs | None = None, **one) -> dict:
@@ -210,7 +159,7 @@ def plan_runs(argv: list[str]) -> list[dict]:
     resolve_config(args)  # command-line problems first, before the dataset is read
     key = tuple(str(getattr(args, name)) for name in DATA_FLAGS)
     if key not in _opened:  # grid.py plans model after model on the same data: check the files once
-        _opened[key] = open_inputs(args)
+        _opened[key] = open_inputs(args, args.eval_splits)
     return [{"run_id": config["run_id"], "config": config, "argv": single_run_argv(argv, config)}
             for config in configurations(args, _opened[key])]
 
@@ -233,7 +182,7 @@ def finished_status(out: str | Path, run_id: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     resolve_config(args)  # command-line problems first, then everything that can be wrong with the inputs
-    inputs = open_inputs(args)
+    inputs = open_inputs(args, args.eval_splits)
     print(inputs.describe())
     if args.lp_ft:
         return lpft.run(args, inputs, train_configurations)

@@ -32,7 +32,7 @@ import engine  # noqa: E402
 import errors  # noqa: E402
 import gpu_augment  # noqa: E402
 import transforms  # noqa: E402
-from data import Samples, get_spec  # noqa: E402
+from data import REGISTRY, Samples, get_spec  # noqa: E402
 from input_pipeline import machine_description  # noqa: E402  (benchmarks/ is this script's own folder)
 
 ASPECTS = (4 / 3, 3 / 4, 1.0, 16 / 9)  # width / height of the synthetic images, in turn
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the device side runs")
     p.add_argument("--img-size", type=int, default=256, help="training input size")
     p.add_argument("--batch-size", type=int, default=128, help="images per batch")
-    p.add_argument("--dataset", default="cassava", help="registry dataset whose flips the pipeline uses")
+    p.add_argument("--dataset", default="cassava", choices=sorted(REGISTRY), help="registry dataset whose flips the pipeline uses")
     p.add_argument("--images", type=int, default=64, help="distinct synthetic images, used cyclically")
     p.add_argument("--steps", type=int, default=20, help="timed batches per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed batches before each measurement")

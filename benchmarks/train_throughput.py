@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128, help="global batch size")
     p.add_argument("--steps", type=int, default=100, help="training steps per epoch in (b), and timed steps in (a)")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps before (a)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="train.py --workers")
+    p.add_argument("--workers", type=int, default=min(8, cli.usable_cores()), help="train.py --workers")
     p.add_argument("--originals", default="400x300", help="size WIDTHxHEIGHT of the synthetic JPEGs")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"], help="where to train; by default CUDA when there is one")
     p.add_argument("--precision", default="auto", choices=["auto", "no", "bf16"], help="'auto': bf16 on a GPU, fp32 on a CPU")

@@ -232,9 +232,13 @@ def default_root(name: str) -> Path:
     return Path("datasets") / name
 
 
+class UnknownDatasetError(errors.UsageError, ValueError):
+    """A dataset name the registry does not have."""
+
+
 def get_spec(name: str) -> DatasetSpec:
     if name not in REGISTRY:
-        raise ValueError(f"unknown dataset '{name}'; known: {', '.join(REGISTRY)}")
+        raise UnknownDatasetError(f"unknown dataset '{name}'; known: {', '.join(REGISTRY)}")
     return REGISTRY[name]
 
 

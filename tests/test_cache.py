@@ -363,3 +363,13 @@ def test_train_py_reads_a_jpeg_cache_it_finds_instead_of_rebuilding_it(aptos, tm
     assert images.info["format"] == "jpeg" and reads == []
     fresh = cache.reader_for(aptos, indices, SIZE, "eval", mode="build", cache_dir=str(tmp_path))
     assert fresh.info["format"] == "npy"  # nothing there yet: the default format
+
+
+def test_a_worker_killed_from_outside_is_a_one_line_error_saying_the_build_resumes():
+    import errors
+    from cache_worker import WorkerLost, worker_pool
+    with worker_pool(1) as pool:
+        pool.processes[0].kill()
+        with pytest.raises(WorkerLost, match=r"cache worker 0 ended unexpectedly \(killed by SIGKILL.*resume") as error:
+            pool.receive()
+    assert isinstance(error.value, errors.ExpectedError)

@@ -2,6 +2,7 @@
 report, its help text and its errors."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -101,3 +102,40 @@ def test_the_build_benchmark_runs_and_reports_both_rates(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "machine: CPU" in result.stdout and "--workers 0 " in result.stdout and "--workers 2 " in result.stdout
     assert re.search(r"ratio --workers 2 / --workers 0: build rate [\d.]+x, whole command [\d.]+x", result.stdout)
+
+
+def test_cache_py_prepares_the_images_of_a_final_model_with_extra_training_data(tmp_path, monkeypatch):
+    """APTOS + dr2015 on all labelled data (the Kaggle recipe): train.py --cache auto finds what cache.py built."""
+    from conftest import train as run_train
+    from data.synthetic import write_fixture
+    aptos = write_fixture("aptos", tmp_path / "aptos", per_class=6)
+    dr2015 = write_fixture("dr2015", tmp_path / "dr2015", per_class=3)
+    data = ["--root", str(aptos), "--extra-train", "dr2015", "--extra-root", str(dr2015), "--train-on", "all"]
+    monkeypatch.chdir(tmp_path)
+    assert cache.main(["aptos", *data, "--img-size", "16", "--workers", "0", "--cache-dir", "c"]) == 0
+    run_train(["--dataset", "aptos", *data, "--model", "resnet18", "--weights", "random", "--epochs", "1",
+               "--batch-size", "8", "--img-size", "16", "--workers", "0", "--cache-dir", "c", "--out", "runs"],
+              tmp_path)
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")]
+    assert record["cache"]["train"] is not None and record["cache"]["train"]["images"] == 30 + 15
+
+
+def test_a_problem_in_the_split_file_is_a_data_error_as_in_train_py(tmp_path):
+    bad = tmp_path / "split.csv"
+    bad.write_text("id,split\n0,nowhere\n")
+    result = subprocess.run([sys.executable, str(REPO / "cache.py"), "digits", "--split-file", str(bad),
+                             "--workers", "0", "--cache-dir", str(tmp_path / "c")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"cache.py: error: split file {bad}")
+
+
+def test_a_jpeg_cache_keeps_its_format_when_cache_py_runs_again_without_format(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["digits", "--splits", "val", "--img-size", "32", "--workers", "0", "--cache-dir", "c"]
+    assert cache.main([*args, "--format", "jpeg"]) == 0
+    capsys.readouterr()
+    assert cache.main(args) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "every cache was already built"
+    (manifest,) = (tmp_path / "c").rglob("manifest.json")
+    assert json.loads(manifest.read_text())["format"] == "jpeg"
