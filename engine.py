@@ -221,9 +221,9 @@ def train_one_epoch(runs: list, loader, accelerator, outputs: Outputs, model_inp
                 with run.random_stream():  # the run's own dropout draws, as if it trained alone
                     with accelerator.autocast():
                         loss = outputs.loss(run.model(inputs), labels)
-                    run.optimizer.zero_grad(set_to_none=True)
                     accelerator.backward(loss)
                     run.optimizer.step()
+                    run.optimizer.zero_grad(set_to_none=True)  # no gradients held between steps (N runs packed)
                 run.loss_sum = run.loss_sum + loss.detach().float() * len(labels)
                 run.samples += len(labels)
         bar.update(1)

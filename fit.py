@@ -13,7 +13,7 @@ import signal
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
 
 import cache
 import engine
@@ -35,7 +35,9 @@ def fit(args, inputs, configs: list[dict]) -> int:
     if precision == "fp16" and len(configs) > 1:
         raise errors.UsageError("--precision fp16 cannot train several configurations together (they would share "
                                 "one loss scaler); use bf16, or give one value per packed flag")
+    # non_blocking: a pinned batch is copied to the GPU without waiting for it, so the CPU queues the next step
     accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False,
+                              dataloader_config=DataLoaderConfiguration(non_blocking=True),
                               log_with=None if args.log_with == "none" else args.log_with,
                               project_dir=str(RunFiles(args.out, configs[0]["run_id"]).folder))
     if args.skip_bad_images and accelerator.num_processes > 1:

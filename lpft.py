@@ -67,7 +67,6 @@ def _phase_configurations(args, inputs, phase: str, lrs, wds, init_from: str | N
 
 
 def probe_configurations(args, inputs) -> list[dict]:
-    check_arguments(args)
     return _phase_configurations(args, inputs, "probe", args.probe_lr, args.probe_wd)
 
 

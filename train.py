@@ -42,7 +42,7 @@ from trainrun import RunFiles
 # Settings that say where and how fast a run goes, not what it computes: left out of the run id.
 NOT_IN_RUN_ID = {"out", "workers", "log_with", "compile", "root", "split_file", "skip_bad_images", "composite_dir",
                  "cache", "cache_dir", "save_weights", "until_epoch", "lp_ft", "probe_lr", "probe_wd", "extra_root",
-                 "augment_device", "verify_images"}
+                 "augment_device", "verify_images", "max_pack"}
 PACKED = ("optimizer", "schedule", "lr", "wd")  # flags that take several values: every combination is a run
 
 
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wd-convention", default="paper", choices=["paper", "plain"], help="AdamW only: 'paper' passes wd/lr to AdamW (as the paper's code), 'plain' passes wd")
     g.add_argument("--epochs", type=int, default=None, help="epochs; the paper's 30 (Melanoma 10) when not given")
     g.add_argument("--batch-size", type=int, default=128, help="global batch size, split evenly over processes")
-    g.add_argument("--augment", default="paper", choices=list(transforms.AUGMENTATIONS), help="training augmentation (transforms.py)")
+    g.add_argument("--augment", default="paper", choices=list(transforms.AUGMENTATIONS), help="training augmentation: " + "; ".join(f"{name}: {what}" for name, what in transforms.AUGMENTATION_HELP.items()))
     g.add_argument("--augment-device", default="auto", choices=["auto", "cpu", "gpu"], help="where the paper's crop and flips are resampled: in the loader workers, or batched on the device (gpu_augment.py; 'auto': on CUDA)")
     g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the cross-entropy loss")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
@@ -85,15 +85,35 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--channels-last", default="auto", choices=["auto", "yes", "no"], help="channels-last memory format ('auto': on CUDA)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--save-weights", default="best", choices=["best", "none"], help="keep the best epoch's weights when the run completes (predictions and the record are always kept)")
+    g.add_argument("--max-pack", type=int, default=None, help="train at most this many configurations at once (each holds its model, gradients and optimizer state on the device; AdamW: about 16 bytes per parameter); the rest follow in turn (when not given: all at once)")
     g.add_argument("--until-epoch", type=int, default=None, help="stop after this epoch with the state kept (status 'paused'); the same command without it continues")
     g.add_argument("--out", default="runs", help="folder of run records and run folders")
     g.add_argument("--log-with", default="none", choices=["none", "tensorboard", "wandb"], help="also log to an Accelerate tracker (if installed)")
     return p
 
 
+def check_numbers(args) -> None:
+    """The numeric flags' ranges, before anything is opened or built."""
+    wrong = [f"--{flag} {value:g}" for flag, values in (
+        ("batch-size", [args.batch_size]), ("epochs", [args.epochs]), ("lr", args.lr), ("probe-lr", args.probe_lr),
+        ("max-pack", [args.max_pack]))
+        for value in values or [] if value is not None and value <= 0]
+    wrong += [f"--{flag} {value:g}" for flag, values in (
+        ("workers", [args.workers]), ("wd", args.wd), ("probe-wd", args.probe_wd))
+        for value in values or [] if value is not None and value < 0]
+    if wrong:
+        raise errors.UsageError(f"{', '.join(wrong)}: batch size, epochs, learning rates and --max-pack must be "
+                                f"positive, workers and weight decays 0 or more")
+    if not 0 <= args.label_smoothing < 1:
+        raise errors.UsageError(f"--label-smoothing {args.label_smoothing:g} must lie in [0, 1)")
+
+
 def resolve_config(args, inputs: Inputs | None = None, **one) -> dict:
     """One run's full configuration: `one` picks a value of each packed flag (the first ones when omitted)."""
     spec = get_spec(args.dataset)
+    check_numbers(args)
+    if args.lp_ft:
+        lpft.check_arguments(args)
     config = dict(vars(args))
     for flag in PACKED:
         config[flag] = one.get(flag, (default_values(args, flag))[0])
@@ -110,6 +130,11 @@ def resolve_config(args, inputs: Inputs | None = None, **one) -> dict:
         raise errors.UsageError(f"--head regression is for ordinal datasets; {args.dataset} is {spec.task}")
     if args.until_epoch is not None and not 1 <= args.until_epoch <= config["epochs"]:
         raise errors.UsageError(f"--until-epoch {args.until_epoch} must lie in 1..{config['epochs']} (--epochs)")
+    if inputs is not None:
+        unknown = [s for s in args.eval_splits if s not in inputs.split_indices]
+        if unknown:
+            raise errors.UsageError(f"--eval-splits {' '.join(unknown)}: not in {inputs.split_path} (it has "
+                                    f"{', '.join(inputs.split_indices)})")
     return config
 
 
@@ -189,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     return train_configurations(args, inputs, configurations(args, inputs))
 
 
-def train_configurations(args, inputs: Inputs, configs: list[dict], **fit_options) -> int:
-    """Train the runs of `configs` that are not finished yet, packed together; 0, or 143 after a SIGTERM."""
+def train_configurations(args, inputs: Inputs, configs: list[dict]) -> int:
+    """Train the runs of `configs` that are not finished yet, packed together (--max-pack at a time); 0, 1 if a run
+    failed, or 143 after a SIGTERM."""
     pending = []
     for config in configs:
         status = finished_status(args.out, config["run_id"])
@@ -200,7 +226,12 @@ def train_configurations(args, inputs: Inputs, configs: list[dict], **fit_option
             pending.append(config)
     if not pending:
         return 0
-    return fit(args, inputs, pending, **fit_options)
+    size, status = args.max_pack or len(pending), 0
+    for start in range(0, len(pending), size):
+        status = max(status, fit(args, inputs, pending[start:start + size]))
+        if status == 143:  # stopped: the same command resumes these and trains the rest
+            break
+    return status
 
 
 if __name__ == "__main__":

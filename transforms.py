@@ -19,6 +19,7 @@ starts from fresh entropy; call `seed_transform` to make it reproducible, and ca
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -362,10 +363,16 @@ def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     """
     if batch.dtype != torch.uint8 or batch.ndim != 4:
         raise ValueError(f"normalize expects an N x C x H x W uint8 batch, got {tuple(batch.shape)} {batch.dtype}")
-    channels = batch.shape[1]
-    mean_255 = torch.tensor(_per_channel(mean, channels, "mean"), device=batch.device).mul_(255).view(1, -1, 1, 1)
-    std_255 = torch.tensor(_per_channel(std, channels, "std"), device=batch.device).mul_(255).view(1, -1, 1, 1)
+    mean_255, std_255 = _scale_255(tuple(mean), tuple(std), batch.shape[1], batch.device)
     return batch.float().sub_(mean_255).div_(std_255)
+
+
+@functools.lru_cache(maxsize=32)
+def _scale_255(mean: tuple, std: tuple, channels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Made once per device: a new device tensor per step would be two blocking host-to-device copies per step.
+    mean_255 = torch.tensor(_per_channel(mean, channels, "mean"), device=device).mul_(255).view(1, -1, 1, 1)
+    std_255 = torch.tensor(_per_channel(std, channels, "std"), device=device).mul_(255).view(1, -1, 1, 1)
+    return mean_255, std_255
 
 
 def tta_views(x: torch.Tensor, mode: str = "none", hflip: bool = True, vflip: bool = False) -> list[torch.Tensor]:

@@ -96,3 +96,24 @@ def test_a_split_with_no_readable_image_is_a_data_error_naming_it(tmp_path):
     assert "\n" not in str(error.value)
     with pytest.raises(errors.DataError, match="^eval val: this split has no images to score"):
         predict_split(samples, np.arange(0))
+
+
+def test_packed_runs_hold_no_gradients_between_steps(tmp_path):
+    """Each run's gradients are freed right after its step: N packed runs would otherwise keep N sets."""
+    accelerator = Accelerator(cpu=True)
+    runs = [make_run(tmp_path, name, after=10**9, accelerator=accelerator) for name in ("a", "b")]
+    for run in runs:
+        run.start_epoch(None)
+    engine.train_one_epoch(runs, batches(3), accelerator, engine.Outputs("multiclass"), model_input, epoch=1)
+    assert all(p.grad is None for run in runs for p in run.model.parameters())
+    assert all(run.model.linear.weight.abs().sum() > 0 for run in runs)
+
+
+def test_normalisation_constants_are_made_once_per_device():
+    images = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    first = transforms.normalize(images, [0.5, 0.4, 0.3], [0.2, 0.2, 0.2])
+    made = transforms._scale_255.cache_info().misses
+    again = transforms.normalize(images, [0.5, 0.4, 0.3], [0.2, 0.2, 0.2])
+    assert torch.equal(first, again) and transforms._scale_255.cache_info().misses == made
+    expected = (images.float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / 0.2
+    assert torch.allclose(first, expected, atol=1e-5)

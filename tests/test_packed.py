@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import torch
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 
+import errors
 import networks
 import records
 import train as train_script
@@ -181,7 +183,7 @@ def test_expected_error_under_accelerate_launch_is_one_short_message(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     output = (result.stdout + result.stderr).strip().splitlines()
-    assert result.returncode != 0
+    assert result.returncode == -signal.SIGUSR1  # not SIGTERM's 143, which means "state saved, resume"
     assert len(output) < 6 and "Traceback" not in result.stdout + result.stderr, output
     assert output[0].startswith("train.py: error: dataset 'aptos'") and "no-such-folder" in "".join(output)
 
@@ -261,3 +263,34 @@ def test_a_final_aptos_model_on_all_labelled_data_plus_dr2015(tmp_path, monkeypa
     assert [p["dataset"] for p in dataset["combined_with"]] == ["aptos", "dr2015"]
     assert record["best"]["epoch"] == 2  # nothing to select on: the last epoch is kept
     assert (tmp_path / "runs" / record["run_id"] / "best.safetensors").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch-size", "0"], "--batch-size 0: batch size, epochs, learning rates and --max-pack must be positive"),
+    (["--epochs", "0"], "--epochs 0:"), (["--lr", "0.1", "-1"], "--lr -1:"), (["--workers", "-1"], "--workers -1:"),
+    (["--optimizer", "adamw", "--lr", "0"], "--lr 0:"), (["--label-smoothing", "1.5"], r"\[0, 1\)"),
+    (["--lp-ft", "--until-epoch", "1"], "--lp-ft runs both phases"),
+])
+def test_impossible_numbers_are_refused_before_the_data_is_opened(flags, message, monkeypatch):
+    monkeypatch.setattr(train_script, "open_inputs", lambda *a: pytest.fail("the data was opened before the check"))
+    with pytest.raises(errors.UsageError, match=message):
+        train_script.main(["--dataset", "digits", "--weights", "random", *flags])
+
+
+def test_max_pack_trains_the_configurations_in_turn_with_the_same_records(packed, split_file, tmp_path):
+    work, out, args, _ = packed
+    alone = tmp_path / "runs"
+    args = [*args, "--wd", "1e-4", "0", "--max-pack", "3"]
+    args[args.index("--out") + 1] = str(alone)
+    train(args, tmp_path)
+    together, in_turn = records_by_lr_wd(out), records_by_lr_wd(alone)
+    assert sorted(r["packed_with"] for r in in_turn.values()) == [1, 3, 3, 3]
+    for key, record in in_turn.items():
+        assert record["run_id"] == together[key]["run_id"]
+        assert_same_history(record["history"], together[key]["history"])
+
+
+def test_an_unknown_evaluation_split_is_named_with_the_splits_there(split_file, tmp_path):
+    with pytest.raises(errors.UsageError, match=r"--eval-splits bogus: not in .* \(it has train, val"):
+        train_script.main(["--dataset", "digits", "--weights", "random", "--split-file", str(split_file),
+                           "--eval-splits", "bogus", "--out", str(tmp_path / "runs")])
