@@ -62,7 +62,7 @@ def reader_for(samples: Samples, indices, img_size: int, kind: str, mode: str = 
         return None
     settings = cache_settings(img_size, kind)
     if mode == "build":
-        prepare(samples, indices, settings, cache_dir)
+        return ensure_built(samples, indices, settings, cache_dir).images
     return open_cache(samples, indices, settings, cache_dir)
 
 
@@ -141,7 +141,7 @@ def build_all(args: argparse.Namespace, samples: Samples, plan: list[tuple[str, 
     for name, settings in plan:
         result = ensure_built(samples, chosen[name], settings, args.cache_dir, args.workers, args.format,
                               rebuild=args.rebuild, pool=pool)
-        info = open_cache(samples, chosen[name], settings, args.cache_dir).info
+        info = result.images.info
         results.append(result)
         print(f"{args.dataset} {name} ({settings['kind']} {settings['img_size']}): {info['images']} images, "
               f"{info['bytes'] / 2**20:.1f} MiB, {info['bad_images']} bad -> {info['path']}")

@@ -39,7 +39,8 @@ import cli
 import errors
 import records
 from cache_store import (DATA, DATA_PARTIAL, FORMATS, INDEX, INDEX_COLUMNS, INDEX_PARTIAL, LOCK, MANIFEST, PROGRESS,
-                         ROW_BYTES, cache_folder, cache_key, check_indices, check_settings, read_finished)
+                         ROW_BYTES, CachedImages, cache_folder, cache_key, check_indices, check_settings,
+                         read_finished)
 from cache_worker import (TASKS_PER_WORKER, Entry, WorkerPool, chunk_items, make_view, work_chunk,
                           worker_pool, write_payloads)
 from data import Samples
@@ -54,8 +55,10 @@ class UnsupportedFormatError(errors.UsageError, ValueError):
 
 @dataclass
 class BuildResult:
-    """What `ensure_built` did: the cache's folder, and how many images it decoded in how long (0: already built)."""
+    """What `ensure_built` did: the cache's folder, and how many images it decoded in how long (0: already built),
+    and the finished cache opened (read once here rather than again by the caller)."""
     folder: Path
+    images: CachedImages | None = None
     images_built: int = 0
     seconds: float = 0.0
     workers: int = 0
@@ -107,14 +110,15 @@ def ensure_built(samples: Samples, indices, settings: dict, cache_dir: str | Pat
             clear(folder)
         finished = read_finished(folder, key, samples.name)
         if finished is not None and fmt in (None, finished[0]["format"]):
-            return BuildResult(folder, bad_images=finished[0]["bad_images"])
+            return BuildResult(folder, CachedImages(folder, *finished), bad_images=finished[0]["bad_images"])
         if finished is not None:
             clear(folder)
         fmt = fmt or "npy"
         started = time.perf_counter()
         built, bad = build(samples, indices, settings, folder, key, material, fmt, workers, chunk_size, progress,
                            VerificationMemo(cache_dir, samples.name), pool)
-        result = BuildResult(folder, built, time.perf_counter() - started, workers, bad)
+        result = BuildResult(folder, CachedImages(folder, *read_finished(folder, key, samples.name)), built,
+                             time.perf_counter() - started, workers, bad)
     if progress and built:
         print(f"{folder}: built {built} images in {result.seconds:.1f} s ({result.rate:.0f} images/s, "
               f"{'in this process' if workers == 0 else f'{workers} worker processes'})")

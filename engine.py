@@ -274,8 +274,8 @@ def predict(models: list, loader, accelerator, outputs: Outputs, model_input: Ca
     """Scores of each model in `models` for every sample of the loader's split, read once for all of them and
     gathered from all processes without duplicates.
 
-    Returns one dict per model: {"index": (N,) sample indices, "scores": (N, ...) numpy, "bad_indices": [skipped
-    samples]}. With test-time augmentation the scores of the views (transforms.tta_views) are averaged. A split
+    Returns one dict per model: {"index": (N,) sample indices, sorted, "scores": (N, ...) numpy, "bad_indices":
+    [skipped samples]}. With test-time augmentation the scores of the views (transforms.tta_views) are averaged. A split
     with no readable image is a DataError that starts with `desc` (which names the split).
     """
     for model in models:
@@ -301,5 +301,6 @@ def predict(models: list, loader, accelerator, outputs: Outputs, model_input: Ca
                                f"decode and were skipped under --skip-bad-images), so nothing is left to score; "
                                f"repair or replace the files (train.py --verify-images lists them all)")
     index = torch.cat(indices).numpy()
-    return [{"index": index, "scores": torch.cat(collected).numpy(), "bad_indices": bad_indices}
+    order = np.argsort(index, kind="stable")  # sample order, whatever the processes and workers did
+    return [{"index": index[order], "scores": torch.cat(collected).numpy()[order], "bad_indices": bad_indices}
             for collected in scores]

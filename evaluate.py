@@ -229,10 +229,9 @@ class Scorer:
                                    lambda batch: engine.to_model_input(batch["image"], mean, std, False),
                                    tta=self.args.tta, hflip=self.spec.hflip, vflip=self.spec.vflip,
                                    desc=f"{model_info['name']} {split}")[0]
-        order = np.argsort(predicted["index"], kind="stable")
-        index = predicted["index"][order]
+        index = predicted["index"]
         return {"ids": np.asarray([self.samples.ids[i] for i in index]), "labels": self.samples.labels[index],
-                "scores": predicted["scores"][order]}
+                "scores": predicted["scores"]}
 
 
 def load_run_model(record_path: Path, record: dict, accelerator: Accelerator):

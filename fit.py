@@ -283,8 +283,7 @@ def evaluate_splits(runs: list[TrainRun], loaders: dict, accelerator, outputs, m
     for i, run in enumerate(runs):
         results = {}
         for split, per_model in predicted.items():
-            order = np.argsort(per_model[i]["index"], kind="stable")
-            index, scores = per_model[i]["index"][order], per_model[i]["scores"][order]
+            index, scores = per_model[i]["index"], per_model[i]["scores"]
             results[split] = {"index": index, "scores": scores, "labels": samples.labels[index],
                               "bad_indices": per_model[i]["bad_indices"]}
         broken = [split for split, result in results.items() if not np.isfinite(result["scores"]).all()]
