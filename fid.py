@@ -175,10 +175,14 @@ def run_pair(args: argparse.Namespace) -> dict[str, Any]:
     if any(isinstance(source, ImageSet) for source in sources):
         model, weights = load_inception(args.weights, args.dims)
         description = made_with(weights, args.dims, args.amp)
-    for source in sources:
-        if isinstance(source, StatsFile):
-            check_compatible(source, description, "this run" if model else "the other statistics file")
-            description = description or source.info
+    files = [source for source in sources if isinstance(source, StatsFile)]
+    if len(files) == 2 and len(files[0].stats.mu) != len(files[1].stats.mu):
+        raise errors.UsageError(f"statistics files {files[0].record['path']} and {files[1].record['path']} have "
+                                f"{len(files[0].stats.mu)} and {len(files[1].stats.mu)} dimensions: FID compares "
+                                f"features of one network layer, pass two files made with the same --dims")
+    for source in files:
+        check_compatible(source, description, "this run" if model else "the other statistics file")
+        description = description or source.info
     all_stats = []
     for source, save in zip(sources, saves):
         if isinstance(source, StatsFile):
@@ -192,11 +196,7 @@ def run_pair(args: argparse.Namespace) -> dict[str, Any]:
     if len(sources) == 1:
         return {}
     (a, b), (stats_a, stats_b) = sources, all_stats
-    try:
-        value = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma)
-    except ValueError as error:  # a statistics file whose covariance is broken
-        raise errors.DataError(f"FID of {a.record.get('path', a.label)} and {b.record.get('path', b.label)}: "
-                               f"{error}") from None
+    value = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma)
     decided_by = {"a": identity(a.record), "b": identity(b.record),
                   "made_with": _made_the_same_way(description or {})}
     out = args.out_dir / f"{output_name('fid', [a.label, 'vs', b.label], decided_by)}.json"
