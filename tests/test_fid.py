@@ -180,7 +180,7 @@ def test_fid_weights_load_with_strict_keys_and_other_state_dicts_are_refused(tmp
 
 
 def test_missing_weights_file_names_the_file_the_url_and_the_ways_out(tmp_path):
-    with pytest.raises(inception.WeightsUnavailable) as error:
+    with pytest.raises(errors.WeightsUnavailableError) as error:
         inception.load_inception(str(tmp_path / "nowhere.pth"))
     message = str(error.value)
     for needed in ("nowhere.pth does not exist", inception.FID_WEIGHTS_FILE, inception.FID_WEIGHTS_URL, "--weights torchvision",
@@ -299,7 +299,7 @@ def test_all_datasets_writes_the_table_and_the_figure(tmp_path, data_root):
 
 def test_torchvision_weights_offline_fail_with_the_ways_out():
     # Builds torchvision's InceptionV3 as it must be built for pretrained weights, then fails on the download.
-    with pytest.raises(inception.WeightsUnavailable, match="inception_v3_google"):
+    with pytest.raises(errors.WeightsUnavailableError, match="inception_v3_google"):
         inception.load_inception("torchvision", 2048)
 
 
