@@ -319,6 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# flags of one mode that the other never reads: given there, they are refused rather than silently ignored
+PAIR_ONLY = ("root", "seed_a", "seed_b", "disjoint", "save_stats", "save_stats_b")
+TABLE_ONLY = ("ref", "folder")
+
+
+def refuse_unused(parser: argparse.ArgumentParser, args: argparse.Namespace, names: tuple[str, ...],
+                  why: str) -> None:
+    given = ["--" + name.replace("_", "-") for name in names if getattr(args, name) != parser.get_default(name)]
+    if given:
+        one = len(given) == 1
+        raise errors.UsageError(f"{', '.join(given)} {'does' if one else 'do'} not apply {why}: leave "
+                                f"{'it' if one else 'them'} out")
+
+
 def run(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
     """The command line as a function (tests call it): the FID record, the table rows, or {} after --save-stats."""
     parser = build_parser()
@@ -326,7 +340,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
     if args.all_datasets:
         if args.inputs:
             parser.error("--all-datasets takes no inputs A/B (datasets come from --data-root and --folder)")
+        refuse_unused(parser, args, PAIR_ONLY, "to --all-datasets (each dataset is read from <data-root>/<name>, "
+                                               "its subset drawn with --seed; no statistics are saved)")
         return run_table(args)
+    refuse_unused(parser, args, TABLE_ONLY, "without --all-datasets (the table's reference and extra folders)")
     if not 1 <= len(args.inputs) <= 2:
         parser.error("give two inputs A B for their FID, or one input with --save-stats")
     if len(args.inputs) == 1 and args.save_stats is None:

@@ -351,6 +351,23 @@ def test_seeds_of_a_and_b_and_disjoint_subsets_of_one_dataset(tmp_path, data_roo
         cli(tmp_path, "aptos", "aptos", "--data-root", data_root, "--subset", 8, "--disjoint")
 
 
+@pytest.mark.parametrize("flags, refused", [
+    (["--root", "datasets/aptos"], "--root does not apply to --all-datasets"),
+    (["--seed-a", "1", "--seed-b", "2"], "--seed-a, --seed-b do not apply to --all-datasets"),
+    (["--disjoint"], "--disjoint does not apply to --all-datasets"),
+    (["--save-stats", "a.npz", "--save-stats-b", "b.npz"], "--save-stats, --save-stats-b do not apply"),
+])
+def test_flags_all_datasets_does_not_read_are_refused_not_ignored(tmp_path, flags, refused):
+    with pytest.raises(errors.UsageError, match=f"^{refused}.*leave (it|them) out"):
+        fid.run(["--all-datasets", "--ref", str(tmp_path / "ref.npz"), *flags, "--out-dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_table_flags_are_refused_for_a_pair():
+    with pytest.raises(errors.UsageError, match="^--ref, --folder do not apply without --all-datasets"):
+        fid.run(["a.npz", "b.npz", "--ref", "ref.npz", "--folder", "web=photos"])
+
+
 def test_help_shows_each_default_once():
     from test_report import assert_each_default_shown_once
     assert_each_default_shown_once(fid.build_parser())
