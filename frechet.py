@@ -160,7 +160,8 @@ def save_stats(path: str | Path, stats: FeatureStats, info: dict[str, Any]) -> N
 
 def load_stats(path: str | Path) -> tuple[FeatureStats, dict[str, Any] | None]:
     """Statistics and their `info` (None in files without it, e.g. pytorch-fid's). Checks keys and shapes, that
-    the values are finite and that sigma is a covariance (check_covariance): frechet_distance then cannot fail on it."""
+    the values are finite and that sigma is a covariance (check_covariance), so that a broken file is named when it
+    is read, before any features are computed."""
     path = Path(path)
     if not path.is_file():
         raise StatsFileError(f"statistics file {path} does not exist")
