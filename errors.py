@@ -46,6 +46,15 @@ class UsageError(ExpectedError):
     exit_status = 2
 
 
+class WeightsFileError(DataError, ValueError):
+    """A weights file that does not exist, cannot be read, or does not fit the network it is loaded into."""
+
+
+class WeightsUnavailableError(DataError, RuntimeError):
+    """Pretrained weights were asked for but cannot be had (no network, nothing cached, no such weights); the
+    message names what was looked for and the ways out."""
+
+
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of a several-process launch (before or without an Accelerator)."""
     return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"

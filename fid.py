@@ -175,10 +175,14 @@ def run_pair(args: argparse.Namespace) -> dict[str, Any]:
     if any(isinstance(source, ImageSet) for source in sources):
         model, weights = load_inception(args.weights, args.dims)
         description = made_with(weights, args.dims, args.amp)
-    for source in sources:
-        if isinstance(source, StatsFile):
-            check_compatible(source, description, "this run" if model else "the other statistics file")
-            description = description or source.info
+    files = [source for source in sources if isinstance(source, StatsFile)]
+    if len(files) == 2 and len(files[0].stats.mu) != len(files[1].stats.mu):
+        raise errors.UsageError(f"statistics files {files[0].record['path']} and {files[1].record['path']} have "
+                                f"{len(files[0].stats.mu)} and {len(files[1].stats.mu)} dimensions: FID compares "
+                                f"features of one network layer, pass two files made with the same --dims")
+    for source in files:
+        check_compatible(source, description, "this run" if model else "the other statistics file")
+        description = description or source.info
     all_stats = []
     for source, save in zip(sources, saves):
         if isinstance(source, StatsFile):
@@ -192,11 +196,7 @@ def run_pair(args: argparse.Namespace) -> dict[str, Any]:
     if len(sources) == 1:
         return {}
     (a, b), (stats_a, stats_b) = sources, all_stats
-    try:
-        value = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma)
-    except ValueError as error:  # a statistics file whose covariance is broken
-        raise errors.DataError(f"FID of {a.record.get('path', a.label)} and {b.record.get('path', b.label)}: "
-                               f"{error}") from None
+    value = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma)
     decided_by = {"a": identity(a.record), "b": identity(b.record),
                   "made_with": _made_the_same_way(description or {})}
     out = args.out_dir / f"{output_name('fid', [a.label, 'vs', b.label], decided_by)}.json"
@@ -319,6 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# flags of one mode that the other never reads: given there, they are refused rather than silently ignored
+PAIR_ONLY = ("root", "seed_a", "seed_b", "disjoint", "save_stats", "save_stats_b")
+TABLE_ONLY = ("ref", "folder")
+
+
+def refuse_unused(parser: argparse.ArgumentParser, args: argparse.Namespace, names: tuple[str, ...],
+                  why: str) -> None:
+    given = ["--" + name.replace("_", "-") for name in names if getattr(args, name) != parser.get_default(name)]
+    if given:
+        one = len(given) == 1
+        raise errors.UsageError(f"{', '.join(given)} {'does' if one else 'do'} not apply {why}: leave "
+                                f"{'it' if one else 'them'} out")
+
+
 def run(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
     """The command line as a function (tests call it): the FID record, the table rows, or {} after --save-stats."""
     parser = build_parser()
@@ -326,7 +340,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
     if args.all_datasets:
         if args.inputs:
             parser.error("--all-datasets takes no inputs A/B (datasets come from --data-root and --folder)")
+        refuse_unused(parser, args, PAIR_ONLY, "to --all-datasets (each dataset is read from <data-root>/<name>, "
+                                               "its subset drawn with --seed; no statistics are saved)")
         return run_table(args)
+    refuse_unused(parser, args, TABLE_ONLY, "without --all-datasets (the table's reference and extra folders)")
     if not 1 <= len(args.inputs) <= 2:
         parser.error("give two inputs A B for their FID, or one input with --save-stats")
     if len(args.inputs) == 1 and args.save_stats is None:

@@ -228,15 +228,13 @@ def plot_spline(points: list[Best], xs: np.ndarray, curve: np.ndarray, numbers: 
     return figure
 
 
-def plot_model_size(best: list[Best], fits: list[dict[str, Any]], threshold: float = 70.0) -> Figure | None:
+def plot_model_size(best: list[Best], fits: list[dict[str, Any]], threshold: float = 70.0) -> Figure:
     """One panel per dataset: metric against parameter count (log scale), numbered points with error bars, and
     the trend lines for all models (green) and for models above `threshold` (blue) with their slopes per tenfold
-    parameters; the groups drawn apart (CLIP) are drawn as in Figure 1, beside the trends and not fitted. None when
-    no model has a known parameter count."""
+    parameters; the groups drawn apart (CLIP) are drawn as in Figure 1, beside the trends and not fitted. Models of
+    unknown parameter count are left out; at least one must be known (analyze.make_figures checks)."""
     rows = [b for b in best if b.params is not None and b.params > 0]
     datasets = sorted({b.dataset for b in rows}, key=dataset_order)
-    if not datasets:
-        return None
     figure, axes = new_figure(len(datasets))
     numbers = model_numbers(best)
     requests = []

@@ -12,7 +12,8 @@ scipy.linalg.sqrtm to rounding on full-rank covariances, is exact for singular o
 without the 1e-6 identity offset that pytorch-fid adds when sqrtm fails (an offset that slightly biases such
 FIDs), never produces imaginary parts (scipy 1.11.2-1.12's sqrtm did), does not depend on sqrtm's `disp`
 argument (removed in scipy 1.18), and costs a fraction of an eigendecomposition. Eigenvalues below rounding level
-count as zero; a clearly negative direction means a covariance is not positive semi-definite: an error.
+count as zero. Both covariances are checked alike (check_covariance): values finite, symmetric, no negative
+variance, no clearly negative direction; anything else is an error, raised by load_stats for a file's.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from records import atomic_save_npz
 
 MATRIX_SQRT = "tr sqrt(S1 S2) from eigvalsh(A^T S2 A), S1 = A A^T by pivoted Cholesky (LAPACK dpstrf); float64"
 ROUNDING = 1e-9  # relative to the distance's scale, a negative result this small is rounding
+# relative to the largest variance: an asymmetry, a negative variance or a factor's residual this small is rounding
+PSD_TOLERANCE = 1e-6
 
 
 class StatsFileError(errors.DataError, ValueError):
@@ -43,25 +46,26 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     With sigma1 = A A^T, the nonzero eigenvalues of sigma1 sigma2 are those of the symmetric positive semi-definite
     A^T sigma2 A, so tr sqrt(sigma1 sigma2) is the sum of their square roots: real, and exact also for singular
     covariances. The result is never negative: rounding below zero (a set with itself) gives 0.0. Raises
-    ValueError on mismatched shapes, non-finite values, or a covariance that is clearly not positive semi-definite.
+    ValueError on mismatched shapes, non-finite values, or a sigma that is no covariance (check_covariance: both
+    are checked alike).
     """
     mu1, mu2 = np.asarray(mu1, dtype=np.float64), np.asarray(mu2, dtype=np.float64)
     sigma1, sigma2 = np.asarray(sigma1, dtype=np.float64), np.asarray(sigma2, dtype=np.float64)
+    factors = []
     for name, mu, sigma in (("1", mu1, sigma1), ("2", mu2, sigma2)):
         if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
             raise ValueError(f"mu{name} must be (d,) and sigma{name} (d, d); got {mu.shape} and {sigma.shape}")
-        if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-            raise ValueError(f"mu{name} or sigma{name} contains NaN or infinite values")
+        if not np.isfinite(mu).all():
+            raise ValueError(f"mu{name} contains NaN or infinite values")
+        factors.append(check_covariance(sigma, f"sigma{name}"))
     if mu1.shape != mu2.shape:
         raise ValueError(f"the two statistics have different dimensions: {len(mu1)} and {len(mu2)}")
-    factor = _psd_factor(sigma1, "sigma1")
+    factor = factors[0]
     product = factor.T @ sigma2 @ factor
     eigenvalues = np.linalg.eigvalsh((product + product.T) / 2)
     largest = max(float(np.abs(eigenvalues).max(initial=0.0)), np.finfo(np.float64).tiny)
-    if eigenvalues.min(initial=0.0) < -1e-6 * largest:
-        raise ValueError(f"sigma2 is not positive semi-definite: A^T sigma2 A has eigenvalue "
-                         f"{eigenvalues.min():.3g} (largest {largest:.3g})")
-    # eigvalsh is accurate to about r * eps * largest: below that an eigenvalue is a zero's rounding noise
+    # eigvalsh is accurate to about r * eps * largest: below that an eigenvalue is a zero's rounding noise (sigma2
+    # is positive semi-definite, so a negative one is rounding too)
     rounding = len(eigenvalues) * np.finfo(np.float64).eps * largest
     tr_sqrt = np.sqrt(eigenvalues[eigenvalues > rounding]).sum()
     diff = mu1 - mu2
@@ -73,19 +77,32 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return max(float(value), 0.0)  # a squared distance: a tiny negative is rounding (e.g. a set with itself)
 
 
-def _psd_factor(sigma: np.ndarray, name: str) -> np.ndarray:
-    """A (d, r) with sigma = A A^T and r its numerical rank: Cholesky with complete pivoting (LAPACK dpstrf).
+def check_covariance(sigma: np.ndarray, name: str = "sigma") -> np.ndarray:
+    """A (d, r) with sigma = A A^T and r its numerical rank, or ValueError "`name` <what is wrong>" when sigma is
+    no covariance: values not finite, not symmetric, a negative variance, or a clearly negative direction.
 
-    The factorisation stops once the remaining pivots fall below d * eps * max(diag), so a singular covariance
-    (fewer images than dimensions) costs little and its null directions are exactly zero. A residual beyond
-    rounding means that sigma has a clearly negative direction: it is not a covariance.
+    The factor is Cholesky's with complete pivoting (LAPACK dpstrf), which stops once the remaining pivots fall
+    below d * eps * max(diag), so a singular covariance (fewer images than dimensions) costs little and its null
+    directions are exactly zero. Tolerances are relative to the largest variance, so rounding passes.
     """
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if not np.isfinite(sigma).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    scale = max(float(np.abs(np.diag(sigma)).max(initial=0.0)), np.finfo(np.float64).tiny)
+    asymmetry = float(np.abs(sigma - sigma.T).max(initial=0.0))
+    if asymmetry > PSD_TOLERANCE * scale:
+        raise ValueError(f"{name} is not symmetric: entries [i, j] and [j, i] differ by up to {asymmetry:.3g} "
+                         f"(largest variance {scale:.3g})")
+    variances = np.diag(sigma)
+    lowest = int(np.argmin(variances)) if len(variances) else 0
+    if len(variances) and variances[lowest] < -PSD_TOLERANCE * scale:
+        raise ValueError(f"{name} has a negative variance: {variances[lowest]:.3g} on its diagonal at dimension "
+                         f"{lowest}")
     triangle, pivots, rank, _ = dpstrf(sigma, lower=1)
     factor = np.zeros((len(sigma), rank))
     factor[pivots - 1] = np.tril(triangle)[:, :rank]   # dpstrf factors sigma[piv][:, piv] and leaves junk above
-    scale = max(float(np.abs(np.diag(sigma)).max(initial=0.0)), np.finfo(np.float64).tiny)
     residual = float(np.abs(sigma - factor @ factor.T).max(initial=0.0))
-    if residual > 1e-6 * scale:
+    if residual > PSD_TOLERANCE * scale:
         raise ValueError(f"{name} is not positive semi-definite: its pivoted Cholesky factor misses it by "
                          f"{residual:.3g} (largest variance {scale:.3g})")
     return factor
@@ -142,7 +159,9 @@ def save_stats(path: str | Path, stats: FeatureStats, info: dict[str, Any]) -> N
 
 
 def load_stats(path: str | Path) -> tuple[FeatureStats, dict[str, Any] | None]:
-    """Statistics and their `info` (None in files without it, e.g. pytorch-fid's). Checks keys and shapes."""
+    """Statistics and their `info` (None in files without it, e.g. pytorch-fid's). Checks keys and shapes, that
+    the values are finite and that sigma is a covariance (check_covariance), so that a broken file is named when it
+    is read, before any features are computed."""
     path = Path(path)
     if not path.is_file():
         raise StatsFileError(f"statistics file {path} does not exist")
@@ -157,10 +176,18 @@ def load_stats(path: str | Path) -> tuple[FeatureStats, dict[str, Any] | None]:
     missing = [key for key in ("mu", "sigma") if key not in arrays]
     if missing:
         raise StatsFileError(f"statistics file {path}: no {' or '.join(missing)} array (keys found: "
-                         f"{', '.join(arrays) or 'none'}); it must hold mu and sigma as pytorch-fid's do")
+                             f"{', '.join(arrays) or 'none'}); it must hold mu and sigma as pytorch-fid's do")
     mu, sigma = arrays["mu"].astype(np.float64), arrays["sigma"].astype(np.float64)
     num_images = int(arrays["num_images"]) if "num_images" in arrays else None
     info = json.loads(str(arrays["info"])) if "info" in arrays else None
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
-        raise StatsFileError(f"statistics file {path}: mu must be (d,) and sigma (d, d), got {mu.shape} and {sigma.shape}")
+        raise StatsFileError(f"statistics file {path}: mu must be (d,) and sigma (d, d), got {mu.shape} and "
+                             f"{sigma.shape}")
+    remake = f"remake it from the images with `python fid.py IMAGES --save-stats {path}`"
+    if not np.isfinite(mu).all():
+        raise StatsFileError(f"statistics file {path}: mu contains NaN or infinite values; {remake}")
+    try:
+        check_covariance(sigma, "sigma")
+    except ValueError as problem:
+        raise StatsFileError(f"statistics file {path}: {problem}, so it is no covariance; {remake}") from None
     return FeatureStats(mu, sigma, num_images), info

@@ -26,7 +26,7 @@ from torch import nn
 from torchvision.models.inception import (BasicConv2d, Inception3, InceptionA, InceptionAux, InceptionB, InceptionC,
                                           InceptionD, InceptionE)
 
-import errors
+from errors import WeightsFileError, WeightsUnavailableError
 from records import sha256_file
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -38,14 +38,6 @@ DIMS = (64, 192, 768, 2048)      # first max pool, second max pool, pre-aux (Mix
 RESIZE = ("bicubic with antialiasing to 299x299 on float RGB (torch interpolate, PIL's kernel), "
           "clamped to [0, 255]")
 NORMALISATION = "(x - 127.5) / 127.5 for x in [0, 255]"
-
-
-class WeightsUnavailable(errors.DataError, RuntimeError):
-    """The requested Inception weights cannot be had; the message names the file, the URL and the ways out."""
-
-
-class WeightsFileError(errors.DataError, ValueError):
-    """A weights file that cannot be read, or is not the FID Inception state dict."""
 
 
 class FIDInceptionA(InceptionA):
@@ -133,8 +125,8 @@ class InceptionFeatures(nn.Module):
         return self.body(x).mean(dim=(2, 3))
 
 
-def _ways_out(problem: str) -> WeightsUnavailable:
-    return WeightsUnavailable(
+def _ways_out(problem: str) -> WeightsUnavailableError:
+    return WeightsUnavailableError(
         f"{problem}\nThe standard FID Inception weights are the file {FID_WEIGHTS_FILE} ({FID_WEIGHTS_URL}; the same "
         f"file pytorch-fid downloads). Ways out:\n"
         f"  - download it where there is network and pass --weights /path/to/{FID_WEIGHTS_FILE}, or copy it to "
@@ -153,7 +145,7 @@ def load_inception(weights: str = "fid", dims: int = 2048) -> tuple[InceptionFea
     """The feature extractor for --weights fid|PATH|torchvision|random, and a record of which weights it has.
 
     The record's `id` is what statistics files are checked against: FIDs mix only statistics of the same weights.
-    Raises WeightsUnavailable (naming the file, the URL and the ways out) when the weights cannot be had.
+    Raises WeightsUnavailableError (naming the file, the URL and the ways out) when the weights cannot be had.
     """
     if weights == "random":
         net = randomise(build_fid_inception())
@@ -192,7 +184,7 @@ def load_inception(weights: str = "fid", dims: int = 2048) -> tuple[InceptionFea
             net.load_state_dict(state, strict=True)
         except (RuntimeError, TypeError, AttributeError) as error:
             raise WeightsFileError(f"{path} is not the FID Inception state dict ({FID_WEIGHTS_FILE}): "
-                             f"{str(error)[:1000]}") from None
+                                   f"{str(error)[:1000]}") from None
         digest = sha256_file(path)
         print(f"FID Inception weights {path}  sha256 {digest}", file=sys.stderr)
         info = {"name": "fid", "id": f"fid-inception-sha256:{digest}", "path": str(path), "sha256": digest,

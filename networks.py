@@ -24,21 +24,14 @@ from torch import nn
 
 import errors
 import records
+from errors import WeightsFileError, WeightsUnavailableError  # raised here, shared with inception.py
 from models import ModelEntry, get_entry, qualified_name
 
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
-class WeightsFileError(errors.DataError, ValueError):
-    """A --weights file that does not exist, cannot be read, or does not fit the network."""
-
-
 class UnsupportedOptionError(errors.UsageError, ValueError):
     """An option the chosen network cannot take (GeM without a global pool, RGBY without an RGB stem)."""
-
-
-class WeightsUnavailableError(errors.DataError, RuntimeError):
-    """Pretrained weights were asked for but cannot be had (no network, nothing cached, no such weights)."""
 
 
 class GeM(nn.Module):

@@ -91,6 +91,15 @@ def describe_config(hparams: dict[str, Any]) -> str:
     return " ".join(f"{key}={hparams[key]}" for key in GRID_KEYS if hparams.get(key) is not None)
 
 
+def complete_runs_by_model(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    """The complete runs of each (dataset, model), in the order given: those a best configuration is chosen among."""
+    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.status == "complete":
+            groups[(run.dataset, run.model)].append(run)
+    return dict(groups)
+
+
 def best_of(group: list[Run]) -> Run:
     """The run with the highest selection-split value of its dataset's metric; ties: the first run id."""
     return max(sorted(group, key=lambda r: r.run_id), key=lambda r: r.best_metrics[f"{r.selection_split}_{r.metric}"])
@@ -101,10 +110,9 @@ def compare_by(runs: list[Run], key: str, metric: str | None = None) -> list[dic
     complete configuration among the runs with that value (chosen by the dataset's metric, as select_best chooses),
     and its reported-split value of `metric` (default: the dataset's; the runs must hold it, see runs_with_metric)."""
     groups: dict[tuple, list[Run]] = defaultdict(list)
-    for run in runs:
-        if run.status == "complete":
-            value = run.hparams.get(key, run.settings.get(key))
-            groups[(run.dataset, run.model, value)].append(run)
+    for (dataset, model), complete in complete_runs_by_model(runs).items():
+        for run in complete:
+            groups[(dataset, model, run.hparams.get(key, run.settings.get(key)))].append(run)
     rows = []
     for (dataset, model, value), group in groups.items():
         chosen = best_of(group)
@@ -121,12 +129,8 @@ def select_best(runs: list[Run], facts: dict[str, ModelFacts], metric: str | Non
 
     Rows come in dataset registry order, then by ImageNet top-1 (unknown last), then by model name.
     """
-    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
-    for run in runs:
-        if run.status == "complete":
-            groups[(run.dataset, run.model)].append(run)
     rows = []
-    for (dataset, model), group in groups.items():
+    for (dataset, model), group in complete_runs_by_model(runs).items():
         chosen = best_of(group)
         name, fact = metric or chosen.metric, facts[model]
         extra = chosen.extra_split
@@ -258,10 +262,7 @@ def _product_of_values(runs: list[Run], axes: list[str]) -> list[tuple]:
 def mixed_settings(runs: list[Run], best: list[Best]) -> list[str]:
     """Warnings for (dataset, model) pairs whose best was chosen among runs that differ in more than the tuned
     hyperparameters (e.g. pretrained and random weights, or several seeds), which makes the choice unfair."""
-    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
-    for run in runs:
-        if run.status == "complete":
-            groups[(run.dataset, run.model)].append(run)
+    groups = complete_runs_by_model(runs)
     warnings = []
     for row in best:
         group = groups[(row.dataset, row.model)]

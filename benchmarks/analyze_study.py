@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the toolkit's modules live at the repository root
 
+import cli  # noqa: E402
 import metrics  # noqa: E402
 import models  # noqa: E402
 import records  # noqa: E402
@@ -45,13 +46,6 @@ GRID = [(optimizer, schedule, lr, wd) for optimizer, lrs in (("sgd", (0.1, 0.01,
         for schedule in ("cosine", "step") for lr in lrs for wd in (1e-3, 1e-4, 1e-5, 1e-6, 0.0)]
 FAILED_SHARE, DIVERGED_SHARE = 0.02, 0.01
 STUDY_VERSION = 1  # bump when the generated study changes, so that an old one is regenerated
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def predictions(rng: np.random.Generator, task: str, num_classes: int, n: int, skill: float):
@@ -197,8 +191,8 @@ def time_analyze(study: Path, out: Path, extra: list[str]) -> tuple[float, float
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux reports kilobytes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(__doc__)
     parser.add_argument("--study", type=Path, default=Path(tempfile.gettempdir()) / "analyze-study",
                         help="folder of the generated study (made once, reused)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "analyze-study-report",
@@ -206,9 +200,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="analyze.py runs; the best is reported")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated study")
     parser.add_argument("analyze_args", nargs="*", help="extra arguments for analyze.py (after --)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     count = ensure_study(args.study, args.seed)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; python {platform.python_version()}, numpy {np.__version__}")
+    print(f"machine: {records.cpu_name()}, {os.cpu_count()} CPUs; python {platform.python_version()}, "
+          f"numpy {np.__version__}")
     print(f"analyze.py on {count} records ({args.study}):")
     results = []
     for repeat in range(args.repeats):

@@ -26,7 +26,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # metrics.py lives at the repository root
+import cli  # noqa: E402
 import metrics  # noqa: E402
+import records  # noqa: E402
 
 
 def binary_predictions(rng: np.random.Generator, n: int, prevalence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -42,16 +44,6 @@ def multilabel_predictions(rng: np.random.Generator, n: int, classes: int) -> tu
     return labels, scores.astype(np.float32)
 
 
-def cpu_name() -> str:
-    """platform.processor(), or the model name from /proc/cpuinfo where that is empty (as on Linux)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not platform.processor() and cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def best_time(run, repeats: int) -> tuple[float, float]:
     """(wall, cpu) seconds of the fastest of `repeats` calls."""
     times = []
@@ -62,8 +54,8 @@ def best_time(run, repeats: int) -> tuple[float, float]:
     return min(times)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(__doc__)
     parser.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples per case")
     parser.add_argument("--n-binary", type=int, default=12000, help="binary predictions for the AUC case")
     parser.add_argument("--prevalence", type=float, default=0.1, help="share of positives in the AUC case")
@@ -73,7 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1, help="time each case this many times and keep the best")
     parser.add_argument("--all-metrics", action="store_true", help="also time score_with_intervals of both tasks")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of the bootstrap")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
     binary = binary_predictions(rng, args.n_binary, args.prevalence)
@@ -106,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                                              seed=args.seed))),
         ]
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs reported, "
+    print(f"machine: {records.cpu_name()}, {os.cpu_count()} CPUs reported, "
           f"python {platform.python_version()}, numpy {np.__version__}, BLAS threads 1")
     print(f"{args.n_boot} bootstrap resamples, best of {args.repeats}:")
     for name, run in cases:

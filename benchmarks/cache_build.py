@@ -37,20 +37,15 @@ sys.path.insert(0, str(REPO))  # run from anywhere: the toolkit's modules
 from cli import usable_cores  # noqa: E402
 from data import CASSAVA_DISEASES, open_dataset  # noqa: E402
 from data.synthetic import class_image, write_fixture, write_image  # noqa: E402
+from records import cpu_name  # noqa: E402
 
 RATE = re.compile(r"built (\d+) images in ([\d.]+) s: (\d+) images/s")
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass  # not Linux
     load = ", load average %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
-    return (f"CPU {cpu}, {os.cpu_count()} cores ({usable_cores()} usable){load}; Python {platform.python_version()}, "
-            f"OpenCV {cv2.__version__}")
+    return (f"CPU {cpu_name()}, {os.cpu_count()} cores ({usable_cores()} usable){load}; "
+            f"Python {platform.python_version()}, OpenCV {cv2.__version__}")
 
 
 def write_photo(job: tuple[Path, int, int, int]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ import fid  # noqa: E402
 from fidinputs import ImageSet  # noqa: E402
 from frechet import FeatureStats, frechet_distance  # noqa: E402
 from inception import DIMS, load_inception  # noqa: E402
-from cli import HelpFormatter  # noqa: E402
+from cli import HelpFormatter, usable_cores  # noqa: E402
+from records import cpu_name  # noqa: E402
 
 
 @dataclass
@@ -43,13 +43,7 @@ class RandomImages:
 def machine_name(device: str) -> str:
     if torch.device(device).type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():   # Linux names the CPU model there; platform.processor() often says only "x86_64"
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads"
+    return f"{cpu_name()}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch threads"
 
 
 def relative_change(new: np.ndarray, old: np.ndarray) -> float:
@@ -60,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--count", type=int, default=32, help="images to time (after one warm-up batch)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader processes")
+    parser.add_argument("--workers", type=int, default=min(8, usable_cores()), help="DataLoader processes")
     parser.add_argument("--device", default=fid.default_device(), help="torch device (cuda when available)")
     parser.add_argument("--image-size", type=int, nargs=2, default=(375, 500), metavar=("HEIGHT", "WIDTH"),
                         help="size of the generated images (375 x 500 is a typical ImageNet photo)")

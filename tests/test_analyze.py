@@ -594,3 +594,17 @@ def test_a_final_model_trained_on_all_data_is_named_not_compared(tmp_path):
     path.write_text(json.dumps(record))
     runs, warnings = runrecords.load_runs([tmp_path])
     assert runs == [] and "--train-on all" in warnings[0]
+
+
+@pytest.mark.parametrize("name", ["analyze_study", "bootstrap"])
+def test_the_analysis_benchmarks_show_each_default_once_in_their_help(name, monkeypatch):
+    import importlib.util
+
+    from test_report import assert_each_default_shown_once
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                     "NUMEXPR_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)  # bootstrap.py sets them on import; restored after the test
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    assert_each_default_shown_once(benchmark.build_parser())

@@ -71,12 +71,53 @@ def test_fid_of_a_set_with_itself_is_zero_and_never_negative():
 
 
 def test_frechet_distance_rejects_covariances_that_are_not_positive_semidefinite():
+    indefinite = np.array([[1.0, 2.0], [2.0, 1.0]])   # variances positive, eigenvalue -1
     with pytest.raises(ValueError, match="sigma1 is not positive semi-definite"):
-        frechet_distance(np.zeros(2), np.diag([1.0, -0.5]), np.zeros(2), np.eye(2))
+        frechet_distance(np.zeros(2), indefinite, np.zeros(2), np.eye(2))
     with pytest.raises(ValueError, match="sigma2 is not positive semi-definite"):
-        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.diag([1.0, -0.5]))
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), indefinite)
     with pytest.raises(ValueError, match="different dimensions"):
         frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+def test_both_covariances_are_checked_alike_even_where_the_other_is_singular():
+    # sigma1 = diag(1, 0) hides sigma2's second dimension from A^T sigma2 A: checked only there, these passed
+    singular = np.diag([1.0, 0.0])
+    for broken, problem in ((np.diag([4.0, -0.1]), "sigma2 has a negative variance: -0.1 .* at dimension 1"),
+                            (np.array([[4.0, 0.5], [0.0, 1.0]]), "sigma2 is not symmetric"),
+                            (np.array([[4.0, 3.0], [3.0, 1.0]]), "sigma2 is not positive semi-definite")):
+        with pytest.raises(ValueError, match=problem):
+            frechet_distance(np.zeros(2), singular, np.zeros(2), broken)
+        with pytest.raises(ValueError, match=problem.replace("sigma2", "sigma1")):
+            frechet_distance(np.zeros(2), broken, np.zeros(2), singular)
+    with pytest.raises(ValueError, match="mu2 contains NaN"):
+        frechet_distance(np.zeros(2), np.eye(2), np.array([0.0, np.nan]), np.eye(2))
+
+
+def broken_stats_files(folder, d=64):
+    """pytorch-fid-style files (mu, sigma) each broken in one way, by the problem load_stats must name."""
+    mu, sigma = sample_stats(np.random.default_rng(8), 100, d)
+    nan_mu, inf_sigma, asymmetric, negative = mu.copy(), sigma.copy(), sigma.copy(), sigma.copy()
+    nan_mu[5] = np.nan
+    inf_sigma[1, 2] = inf_sigma[2, 1] = np.inf
+    asymmetric[0, 1] += 0.1 * sigma.diagonal().max()
+    negative[3, 3] = -1.0
+    broken = {"mu contains NaN or infinite values": (nan_mu, sigma),
+              "sigma contains NaN or infinite values": (mu, inf_sigma),
+              "sigma is not symmetric": (mu, asymmetric),
+              "sigma has a negative variance: -1 on its diagonal at dimension 3": (mu, negative),
+              "sigma is not positive semi-definite": (mu, sigma - 1.01 * np.linalg.eigvalsh(sigma).max() / d)}
+    paths = {}
+    for number, (problem, (m, s)) in enumerate(broken.items()):
+        paths[problem] = folder / f"broken{number}.npz"
+        np.savez(paths[problem], mu=m, sigma=s)
+    return paths
+
+
+def test_statistics_files_with_broken_values_are_refused_on_loading_naming_the_file_and_field(tmp_path):
+    for problem, path in broken_stats_files(tmp_path).items():
+        with pytest.raises(errors.DataError, match=f"statistics file {path}: {problem}.*--save-stats"):
+            load_stats(path)
 
 
 def test_streaming_statistics_equal_mean_and_covariance_of_the_stacked_activations():
@@ -106,6 +147,9 @@ def test_saved_statistics_reload_to_the_same_fid_and_read_pytorch_fid_files(tmp_
     np.savez(tmp_path / "bad.npz", mean=mu1, sigma=sigma1)
     with pytest.raises(errors.DataError, match=r"bad.npz: no mu array \(keys found: mean, sigma\)"):
         load_stats(tmp_path / "bad.npz")
+    np.savez(tmp_path / "six.npz", mu=mu2[:6], sigma=sigma2[:6, :6])   # files that do not say how they were made
+    with pytest.raises(errors.UsageError, match="b.npz and .*six.npz have 8 and 6 dimensions"):
+        fid.run([str(tmp_path / "b.npz"), str(tmp_path / "six.npz"), "--out-dir", str(tmp_path / "out")])
 
 
 def test_resize_is_pil_bicubic_on_float_values_as_clean_fid():
@@ -136,7 +180,7 @@ def test_fid_weights_load_with_strict_keys_and_other_state_dicts_are_refused(tmp
 
 
 def test_missing_weights_file_names_the_file_the_url_and_the_ways_out(tmp_path):
-    with pytest.raises(inception.WeightsUnavailable) as error:
+    with pytest.raises(errors.WeightsUnavailableError) as error:
         inception.load_inception(str(tmp_path / "nowhere.pth"))
     message = str(error.value)
     for needed in ("nowhere.pth does not exist", inception.FID_WEIGHTS_FILE, inception.FID_WEIGHTS_URL, "--weights torchvision",
@@ -255,7 +299,7 @@ def test_all_datasets_writes_the_table_and_the_figure(tmp_path, data_root):
 
 def test_torchvision_weights_offline_fail_with_the_ways_out():
     # Builds torchvision's InceptionV3 as it must be built for pretrained weights, then fails on the download.
-    with pytest.raises(inception.WeightsUnavailable, match="inception_v3_google"):
+    with pytest.raises(errors.WeightsUnavailableError, match="inception_v3_google"):
         inception.load_inception("torchvision", 2048)
 
 
@@ -307,6 +351,23 @@ def test_seeds_of_a_and_b_and_disjoint_subsets_of_one_dataset(tmp_path, data_roo
         cli(tmp_path, "aptos", "aptos", "--data-root", data_root, "--subset", 8, "--disjoint")
 
 
+@pytest.mark.parametrize("flags, refused", [
+    (["--root", "datasets/aptos"], "--root does not apply to --all-datasets"),
+    (["--seed-a", "1", "--seed-b", "2"], "--seed-a, --seed-b do not apply to --all-datasets"),
+    (["--disjoint"], "--disjoint does not apply to --all-datasets"),
+    (["--save-stats", "a.npz", "--save-stats-b", "b.npz"], "--save-stats, --save-stats-b do not apply"),
+])
+def test_flags_all_datasets_does_not_read_are_refused_not_ignored(tmp_path, flags, refused):
+    with pytest.raises(errors.UsageError, match=f"^{refused}.*leave (it|them) out"):
+        fid.run(["--all-datasets", "--ref", str(tmp_path / "ref.npz"), *flags, "--out-dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_table_flags_are_refused_for_a_pair():
+    with pytest.raises(errors.UsageError, match="^--ref, --folder do not apply without --all-datasets"):
+        fid.run(["a.npz", "b.npz", "--ref", "ref.npz", "--folder", "web=photos"])
+
+
 def test_help_shows_each_default_once():
     from test_report import assert_each_default_shown_once
     assert_each_default_shown_once(fid.build_parser())
@@ -325,6 +386,24 @@ def test_expected_errors_are_one_line_without_a_traceback(tmp_path):
     usage = subprocess.run([sys.executable, fid.__file__, "a.npz", "b.npz"], capture_output=True, text=True,
                            timeout=300, cwd=tmp_path)
     assert usage.returncode == 1 and usage.stderr.strip() == f"fid.py: error: statistics file a.npz does not exist"
+
+
+def test_a_broken_reference_file_is_one_error_line_before_any_features(tmp_path, data_root):
+    import subprocess
+    import sys
+    reference = broken_stats_files(tmp_path)["sigma has a negative variance: -1 on its diagonal at dimension 3"]
+    table = subprocess.run([sys.executable, fid.__file__, "--all-datasets", "--ref", str(reference), "--data-root",
+                            str(data_root), "--subset", "6", "--weights", "random", "--dims", "64", "--workers", "0",
+                            "--device", "cpu", "--out-dir", str(tmp_path / "out")],
+                           capture_output=True, text=True, timeout=300)
+    assert table.returncode == 1 and "Traceback" not in table.stderr and "features" not in table.stderr
+    assert table.stderr.strip() == (f"fid.py: error: statistics file {reference}: sigma has a negative variance: -1 on "
+                                    f"its diagonal at dimension 3, so it is no covariance; remake it from the images "
+                                    f"with `python fid.py IMAGES --save-stats {reference}`")
+    good = tmp_path / "good.npz"
+    np.savez(good, mu=np.zeros(64), sigma=np.eye(64))
+    with pytest.raises(errors.DataError, match=f"statistics file {reference}: sigma has a negative variance"):
+        fid.run([str(good), str(reference), "--out-dir", str(tmp_path / "out")])
 
 
 def test_an_unreadable_image_is_named_from_a_dataloader_worker(tmp_path):
