@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -42,7 +41,9 @@ from torchvision import transforms as tv
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: the toolkit's modules
 
 import cache  # noqa: E402
+import cli  # noqa: E402
 import engine  # noqa: E402
+import records  # noqa: E402
 import transforms  # noqa: E402
 from data import Samples, get_spec  # noqa: E402
 
@@ -52,15 +53,9 @@ JPEG_QUALITY = 90  # a camera's JPEG
 
 
 def machine_description(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass  # not Linux: platform.processor() it is
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
-    return f"CPU {cpu}, {os.cpu_count()} cores ({usable} usable); GPU {gpu}; torch {torch.__version__}"
+    return (f"CPU {records.cpu_name()}, {os.cpu_count()} cores ({cli.usable_cores()} usable); GPU {gpu}; "
+            f"torch {torch.__version__}")
 
 
 def parse_size(text: str) -> tuple[int, int]:

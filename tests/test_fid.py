@@ -385,7 +385,7 @@ def test_expected_errors_are_one_line_without_a_traceback(tmp_path):
     assert "--weights random" in missing.stderr  # the ways out
     usage = subprocess.run([sys.executable, fid.__file__, "a.npz", "b.npz"], capture_output=True, text=True,
                            timeout=300, cwd=tmp_path)
-    assert usage.returncode == 1 and usage.stderr.strip() == f"fid.py: error: statistics file a.npz does not exist"
+    assert usage.returncode == 1 and usage.stderr.strip() == "fid.py: error: statistics file a.npz does not exist"
 
 
 def test_a_broken_reference_file_is_one_error_line_before_any_features(tmp_path, data_root):
