@@ -170,7 +170,7 @@ class Runner:
         self.groups: dict[tuple, list[Entry]] = {}
         for entry in self.entries:
             self.groups.setdefault(entry.group, []).append(entry)
-        self.gpu_memory: dict[str, int | None] = {}  # per slot, asked once
+        self.slot_memory: dict[str, int | None] = {}  # bytes of each slot's GPU, asked once
         self.cache: dict[str, tuple] = {}
 
     def record(self, entry: Entry) -> dict | None:
@@ -205,9 +205,9 @@ class Runner:
             return int(self.pack)
         if not slot.gpus:
             return 1
-        if slot.name not in self.gpu_memory:
-            self.gpu_memory[slot.name] = gpu_memory(slot)
-        memory = self.gpu_memory[slot.name]
+        if slot.name not in self.slot_memory:
+            self.slot_memory[slot.name] = gpu_memory(slot)
+        memory = self.slot_memory[slot.name]
         return 1 if memory is None else grid_estimate.pack_size([e.config for e in free], memory, self.measured)
 
     def take_next(self, slot: Slot) -> Launch | None:
