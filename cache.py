@@ -66,21 +66,16 @@ def reader_for(samples: Samples, indices, img_size: int, kind: str, mode: str = 
     return open_cache(samples, indices, settings, cache_dir)
 
 
-def group_models(group: str) -> list[str]:
-    """The registry's models of a group ("all": every one)."""
-    return [entry.name for entry in models.REGISTRY.values() if group in ("all", entry.group)]
-
-
 def input_sizes(dataset: str, model_names: list[str] | None = None, group: str | None = None,
                 img_sizes: list[int] | None = None) -> list[int]:
     """The input sizes to prepare: models.input_size(model, dataset, size) of each model and each --img-size, as
     train.py decides them. Only --img-size: those sizes. Nothing: the sizes of the paper's testbed."""
-    names = model_names or (group_models(group) if group else None)
+    names = model_names or (models.group_models(group) if group else None)
     if names is None and img_sizes:
         if min(img_sizes) < 1:
             raise errors.UsageError(f"--img-size must be a positive number of pixels, got {min(img_sizes)}")
         return sorted(set(img_sizes))
-    names = names or group_models(DEFAULT_GROUP)
+    names = names or models.group_models(DEFAULT_GROUP)
     return sorted({models.input_size(name, dataset, size) for name in names for size in (img_sizes or [None])})
 
 

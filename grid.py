@@ -5,7 +5,7 @@
     python grid.py run --gpus 0,1,2,3             # the pending runs, one per GPU; resumable, lock per run
     python grid.py run --slots 2 --pack 5         # on a CPU, two processes, five configurations packed in each
     python grid.py status                         # per dataset x model: complete/running/.../pending, best, time left
-    python grid.py slurm --partition gpu > study.sbatch && sbatch study.sbatch   # a job array, one task per run
+    python grid.py slurm --partition gpu > study.sbatch && sbatch study.sbatch   # a job array, a task per pack
     python grid.py estimate --paper --gpus 8      # GPU-hours and wall-clock of the paper's full study
 
 `plan` asks train.py for the runs (train.plan_runs: the same run ids train.py makes) of every dataset x model x seed
@@ -25,7 +25,6 @@ import math
 import os
 import shlex
 import sys
-from collections import Counter
 from pathlib import Path
 
 import cli
@@ -35,7 +34,9 @@ import grid_run
 import grid_slurm
 from grid_status import entries_from_records, format_status, status_report
 import models
-from grid_state import AXES, FINISHED, Entry, live_holder, read_manifest, read_record, write_manifest
+from data import REGISTRY as DATASETS
+from grid_state import (AXES, DEFAULT_STALE_AFTER_S, FINISHED, Entry, live_holder, read_manifest, read_record,
+                        write_manifest)
 
 WEIGHT_DECAYS = [1e-3, 1e-4, 1e-5, 1e-6, 0.0]
 GRIDS = {  # the paper's 60 configurations (Section 3 and the authors' code)
@@ -102,12 +103,11 @@ def plan(datasets: list[str], model_names: list[str], seeds: list[int], blocks: 
          passthrough: list[str]) -> list[Entry]:
     """Every run of the grid, as train.plan_runs makes them (the dataset and split are opened, nothing trained)."""
     import train  # torch: only planning needs it
-    groups = {entry.group for entry in models.REGISTRY.values()}
-    model_names = [name for given in model_names for name in
-                   ([n for n, e in models.REGISTRY.items() if e.group == given] if given in groups else [given])]
+    model_names = [name for given in model_names for name in (models.group_models(given) or [given])]
     for flag, instead in RESERVED.items():
         if any(token == flag or token.startswith(flag + "=") for token in passthrough):
             raise errors.UsageError(f"{flag} is set by the grid; use {instead}")
+    check_train_options(train.build_parser(), passthrough, datasets[0], model_names[0])
     if not any(t == "--save-weights" or t.startswith("--save-weights=") for t in passthrough):
         passthrough = [*passthrough, "--save-weights", "none"]  # 6,840 runs of weights would need terabytes
     entries: dict[str, Entry] = {}
@@ -122,6 +122,18 @@ def plan(datasets: list[str], model_names: list[str], seeds: list[int], blocks: 
                         entries.setdefault(run["run_id"], Entry(run["run_id"], tuple(run["argv"]), os.getcwd(),
                                                                 run["config"]))
     return list(entries.values())
+
+
+def check_train_options(parser: argparse.ArgumentParser, passthrough: list[str], dataset: str, model: str) -> None:
+    """The options grid.py passes on to train.py, parsed once by train.py's own parser before anything is planned:
+    a mistake is one line, not train.py's usage under grid.py's name. Options go by their full names (the grid
+    reads some of them, e.g. --dataset, which an abbreviation would hide)."""
+    def refuse(message: str):
+        raise errors.UsageError(f"train.py option: {message} (`python train.py --help` lists train.py's options, "
+                                "by the full names grid.py takes)")
+
+    parser.error, parser.allow_abbrev = refuse, False
+    parser.parse_args([*passthrough, "--dataset", dataset, "--model", model])
 
 
 def train_command(entry: Entry) -> str:
@@ -146,8 +158,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     manifest = args.manifest or (DEFAULT_MANIFEST if Path(DEFAULT_MANIFEST).exists() and not args.folders else None)
     if manifest:
         entries = read_manifest(manifest)
+    elif not args.folders and not Path("runs").is_dir():
+        raise errors.UsageError(f"neither {DEFAULT_MANIFEST} nor runs/ in {Path.cwd()}: run in the study's folder, or "
+                                "give the manifest (--manifest FILE) or the folder of run records")
     else:
-        entries = [e for folder in args.folders or ["runs"] for e in entries_from_records(Path(folder))]
+        entries = []
+        for folder in args.folders or ["runs"]:
+            if not Path(folder).is_dir():
+                raise errors.UsageError(f"{folder}: no such folder; give the folder of run records (train.py --out) "
+                                        "or the manifest (--manifest FILE)")
+            found = entries_from_records(Path(folder))
+            if not found:
+                raise errors.UsageError(f"{folder}: no run records (<run_id>.json) in it; give the folder train.py "
+                                        "wrote to (--out) or the manifest (--manifest FILE)")
+            entries += found
     report = status_report(entries, args.stale_after)
     print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_status(report))
     return 0
@@ -156,9 +180,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 # --- run, slurm, estimate ------------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.gpus_per_run < 1:
-        raise errors.UsageError(f"--gpus-per-run {args.gpus_per_run}: a run takes at least 1 process; for CPU runs "
-                                f"leave out --gpus and give --slots N")
     entries = read_manifest(args.manifest)
     if args.runs:
         entries = grid_run.entries_with_ids(entries, args.runs)
@@ -184,32 +205,41 @@ def cmd_slurm(args: argparse.Namespace) -> int:
         groups.setdefault(entry.group, []).append(entry)
     packs = []
     for members in groups.values():
-        size = int(args.pack) if args.pack != "auto" else grid_estimate.auto_pack_size(
-            members[0].config, args.precision, int(args.gpu_memory * 2**30), measured) if args.gpus_per_run else 1
+        size = int(args.pack) if args.pack != "auto" else grid_estimate.pack_size(
+            [e.config for e in members], int(args.gpu_memory * 2**30), measured) if args.gpus_per_run else 1
         packs += grid_run.form_packs(members, size)
     logs = Path(args.logs).resolve()
     script = grid_slurm.sbatch_script(packs, Path(args.manifest), partition=args.partition,
                                       gpus_per_run=args.gpus_per_run, max_parallel=args.max_parallel,
-                                      time_limit=args.time, cpus_per_run=args.cpus_per_run, job_name=args.job_name,
-                                      logs=logs, extra=args.sbatch_option)
+                                      max_array_size=args.max_array_size, time_limit=args.time,
+                                      cpus_per_run=args.cpus_per_run, job_name=args.job_name, logs=logs,
+                                      extra=args.sbatch_option)
     logs.mkdir(parents=True, exist_ok=True)  # Slurm opens the output files before the script runs
     print(script, end="")
-    print(f"grid.py: {len(todo)} runs to do in {len(packs)} array tasks ({len(entries) - len(todo) - len(held)} "
-          f"finished, {len(held)} running elsewhere and left out)", file=sys.stderr)
+    tasks = min(len(packs), args.max_array_size)
+    print(f"grid.py: {len(todo)} runs to do in {len(packs)} packs, {tasks} array tasks "
+          f"({len(entries) - len(todo) - len(held)} finished, {len(held)} running elsewhere and left out)",
+          file=sys.stderr)
+    if len(packs) > tasks:
+        fewest, most = len(packs) // tasks, math.ceil(len(packs) / tasks)
+        print(f"grid.py: {len(packs)} packs are more than --max-array-size {tasks} (Slurm's MaxArraySize): each array "
+              f"task runs {fewest if fewest == most else f'{fewest} or {most}'} packs one after another",
+              file=sys.stderr)
     return 0
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     measured = grid_estimate.load_throughput(args.throughput) if args.throughput else None
     if args.paper:
-        rows, found = grid_estimate.paper_study(), []
+        rows, found = grid_estimate.paper_study(args.precision or "bf16"), []
+    elif args.precision:
+        raise errors.UsageError(f"--precision {args.precision} is for --paper; a manifest's runs train in the "
+                                "precision they were planned with (grid.py plan ... --precision no|bf16)")
     else:
         entries = read_manifest(args.manifest)
-        counts = Counter((e.dataset, e.model, e.config["epochs"], e.config["img_size"]) for e in entries)
-        rows = [{"dataset": d, "model": m, "epochs": ep, "img_size": size, "count": n}
-                for (d, m, ep, size), n in counts.items()]
+        rows = grid_estimate.manifest_rows([e.config for e in entries])
         found = [record for record in map(read_record, entries) if record]
-    result = grid_estimate.estimate(rows, args.gpus, args.precision, measured, found)
+    result = grid_estimate.estimate(rows, args.gpus, measured, found)
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else grid_estimate.format_estimate(result))
     return 0
 
@@ -220,6 +250,28 @@ def pack_setting(text: str) -> str:
     if text != "auto" and not (text.isdigit() and int(text) >= 1):
         raise argparse.ArgumentTypeError(f"'{text}' is neither 'auto' nor a number of configurations (1 or more)")
     return text
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of 1 or more")
+    return int(text)
+
+
+def count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of 0 or more")
+    return int(text)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number")
+    return value
 
 
 def halving_factor(text: str) -> int:
@@ -235,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     options = {"formatter_class": cli.HelpFormatter, "allow_abbrev": False}
 
     p = commands.add_parser("plan", help="write the manifest of a grid and print its train.py commands", **options)
-    p.add_argument("--datasets", nargs="+", required=True, help="datasets from the registry in data/")
+    p.add_argument("--datasets", nargs="+", required=True, choices=sorted(DATASETS), metavar="DATASET",
+                   help=f"datasets from the registry in data/: {', '.join(sorted(DATASETS))}")
     p.add_argument("--models", nargs="+", required=True, help="models from models.py (or timm names), or a group of "
                                                              "its registry: testbed (the paper's 19), clip, later")
     p.add_argument("--grid", default="paper", help="'paper' (60 configurations), 'product' (exactly the values "
@@ -256,40 +309,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("run", help="run the manifest's pending runs on this machine", **options)
     p.add_argument("--gpus", help="comma-separated GPU ids to run on, e.g. 0,1,2,3 (when not given: --slots)")
-    p.add_argument("--slots", type=int, default=1, help="runs at a time without --gpus, on the environment's devices")
-    p.add_argument("--gpus-per-run", type=int, default=1, help="processes (GPUs) per run: accelerate launch "
+    p.add_argument("--slots", type=positive_int, default=1,
+                   help="runs at a time without --gpus, on the environment's devices")
+    p.add_argument("--gpus-per-run", type=positive_int, default=1, help="processes (GPUs) per run: accelerate launch "
                                                                "--multi_gpu --num_processes N when above 1")
     p.add_argument("--pack", type=pack_setting, default="auto", help="configurations per train.py process: a number, "
                    "or 'auto' (on GPUs as many as the input path can feed and the memory holds; 1 without --gpus)")
     p.add_argument("--halving", type=halving_factor, help="successive halving with this factor (e.g. 3: all "
                    "configurations for a third of the epochs, the best third for another third, ...); off when "
                    "not given")
-    p.add_argument("--retries", type=int, default=1, help="times a failed run is tried again by this command")
+    p.add_argument("--retries", type=count, default=1, help="times a failed run is tried again by this command")
     p.add_argument("--runs", nargs="+", help="only these run ids of the manifest (what a Slurm array task runs)")
     p.add_argument("--throughput", help="benchmarks/train_throughput.py --json output, for --pack auto")
 
     p = commands.add_parser("slurm", help="print a Slurm job-array script for the pending runs", **options)
     p.add_argument("--partition", help="Slurm partition (when not given: the cluster's default)")
-    p.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per array task (--gres=gpu:N); 0 for CPU jobs")
-    p.add_argument("--cpus-per-run", type=int, default=8, help="CPU cores per array task (data-loading workers)")
-    p.add_argument("--max-parallel", type=int, default=64, help="array tasks running at once (%%M)")
+    p.add_argument("--gpus-per-run", type=count, default=1, help="GPUs per array task (--gres=gpu:N); 0 for CPU jobs")
+    p.add_argument("--cpus-per-run", type=positive_int, default=8,
+                   help="CPU cores per array task (data-loading workers)")
+    p.add_argument("--max-parallel", type=positive_int, default=64, help="array tasks running at once (%%M)")
+    p.add_argument("--max-array-size", type=positive_int, default=1001, help="the most array tasks the cluster "
+                   "accepts (its MaxArraySize); with more packs, each task runs several one after another")
     p.add_argument("--time", default="24:00:00", help="time limit of each array task")
     p.add_argument("--pack", type=pack_setting, default="1", help="configurations per array task: a number, or "
                    "'auto' (as many as the input path can feed and --gpu-memory holds)")
     p.add_argument("--gpu-memory", type=float, default=80.0, help="GiB of memory of the cluster's GPUs, for --pack auto")
-    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="precision, for --pack auto")
     p.add_argument("--throughput", help="benchmarks/train_throughput.py --json output, for --pack auto")
     p.add_argument("--job-name", default="grid", help="Slurm job name")
     p.add_argument("--logs", default="slurm-logs", help="folder of the array tasks' output files")
     p.add_argument("--sbatch-option", action="append", default=[], help="one more #SBATCH option, e.g. "
-                   "--account=abc (repeat for more)")
+                   "--sbatch-option=--account=abc (repeat for more)")
 
     p = commands.add_parser("estimate", help="GPU-hours and wall-clock of the planned runs", **options)
     p.add_argument("--paper", action="store_true", help="estimate the paper's full study (19 models x 6 datasets x "
                                                         "60 configurations) instead of a manifest")
-    p.add_argument("--gpus", type=int, default=1, help="GPUs the runs share, for the wall-clock")
-    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="training precision "
-                                                                                 "(train.py's default on GPUs: bf16)")
+    p.add_argument("--gpus", type=positive_int, default=1, help="GPUs the runs share, for the wall-clock")
+    p.add_argument("--precision", choices=["bf16", "fp32"], help="with --paper: the training precision (when not "
+                   "given: bf16, train.py's default on GPUs); a manifest's runs use their planned precision")
     p.add_argument("--throughput", help="benchmarks/train_throughput.py --json output measured on your machine "
                                         "(when not given: the documented H200 table)")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
@@ -299,8 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "status":
             sub.add_argument("--manifest", default=DEFAULT_MANIFEST, help="manifest written by grid.py plan")
         if name != "estimate":
-            sub.add_argument("--stale-after", type=float, default=600.0, help="seconds after which another host's "
-                                                                             "lock that is no longer touched is stale")
+            sub.add_argument("--stale-after", type=positive_float, default=DEFAULT_STALE_AFTER_S, help="seconds "
+                             "after which another host's lock that is no longer touched is stale")
     return parser
 
 
@@ -311,8 +367,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     if args.command == "plan":
         return cmd_plan(args, passthrough)
-    if getattr(args, "gpus", None) is not None and args.command == "estimate" and args.gpus < 1:
-        raise errors.UsageError("--gpus must be at least 1")
     return {"status": cmd_status, "run": cmd_run, "slurm": cmd_slurm, "estimate": cmd_estimate}[args.command](args)
 
 

@@ -68,8 +68,6 @@ def make_slots(gpus: str | None, slots: int, gpus_per_run: int) -> list[Slot]:
                                     f"--gpus-per-run {gpus_per_run}")
         return [Slot(f"gpu {','.join(ids[i:i + gpus_per_run])}", ids[i:i + gpus_per_run], gpus_per_run)
                 for i in range(0, len(ids), gpus_per_run)]
-    if slots < 1:
-        raise errors.UsageError(f"--slots {slots}: give at least 1")
     return [Slot(f"slot {i}", [], gpus_per_run) for i in range(slots)]
 
 
@@ -172,7 +170,7 @@ class Runner:
         self.groups: dict[tuple, list[Entry]] = {}
         for entry in self.entries:
             self.groups.setdefault(entry.group, []).append(entry)
-        self.pack_sizes: dict[tuple, int] = {}
+        self.slot_memory: dict[str, int | None] = {}  # bytes of each slot's GPU, asked once
         self.cache: dict[str, tuple] = {}
 
     def record(self, entry: Entry) -> dict | None:
@@ -202,18 +200,15 @@ class Runner:
                 and not (found[e.run_id] and found[e.run_id]["status"] in FINISHED)]
         return work, None, len(work)
 
-    def pack_size(self, entry: Entry, slot: Slot) -> int:
+    def pack_size(self, free: list[Entry], slot: Slot) -> int:
         if self.pack != "auto":
             return int(self.pack)
         if not slot.gpus:
             return 1
-        key = (entry.model, entry.config["img_size"], entry.config["batch_size"], entry.config["optimizer"])
-        if key not in self.pack_sizes:
-            memory = gpu_memory(slot)
-            precision = "fp32" if entry.config.get("precision") == "no" else "bf16"
-            self.pack_sizes[key] = 1 if memory is None else grid_estimate.auto_pack_size(
-                entry.config, precision, memory, self.measured)
-        return self.pack_sizes[key]
+        if slot.name not in self.slot_memory:
+            self.slot_memory[slot.name] = gpu_memory(slot)
+        memory = self.slot_memory[slot.name]
+        return 1 if memory is None else grid_estimate.pack_size([e.config for e in free], memory, self.measured)
 
     def take_next(self, slot: Slot) -> Launch | None:
         busy = {e.run_id for launch in self.launches for e in launch.entries}
@@ -222,7 +217,7 @@ class Runner:
             free = [e for e in work if e.run_id not in busy and live_holder(e, self.stale_after) is None]
             if not free:
                 continue
-            for pack in form_packs(free, self.pack_size(free[0], slot)):
+            for pack in form_packs(free, self.pack_size(free, slot)):
                 tokens = {e.run_id: acquire(e, self.stale_after) for e in pack}
                 if all(tokens.values()):
                     return Launch(pack, until_epoch, slot, tokens)

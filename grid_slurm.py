@@ -1,7 +1,9 @@
 """A Slurm job-array script for a manifest's runs (grid.py slurm ... > study.sbatch; sbatch study.sbatch).
 
 Array task i runs the i-th pack of pending runs (named in the script, so the mapping never changes after
-submission) through `grid.py run --runs ...`: the same locks, skips, resumes and launch log as a local grid.
+submission) through `grid.py run --runs ...`: the same locks, skips, resumes and launch log as a local grid. Slurm
+refuses arrays of more than MaxArraySize tasks (1001 unless the cluster sets it: `scontrol show config | grep
+MaxArraySize`); with more packs than --max-array-size, each task runs several packs, one `grid.py run` after another.
 `--signal=B:TERM@120` asks Slurm to send SIGTERM to the batch script two minutes before the time limit; the script
 hands it to grid.py, which hands it to train.py, which saves a mid-epoch state and exits 143; the script then
 requeues its own task (`--requeue`; Slurm holds a requeued task for about two minutes), and the requeued task
@@ -22,18 +24,25 @@ GRID_PY = Path(__file__).resolve().parent / "grid.py"
 TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
 
 
+def array_tasks(packs: list[list[Entry]], max_array_size: int) -> list[list[list[Entry]]]:
+    """The packs each array task runs: one per task, or, when there are more packs than Slurm's MaxArraySize allows
+    array tasks, the packs dealt out in turn to max_array_size tasks (each then runs its packs one after another;
+    dealing, not cutting in blocks, mixes the groups so the tasks take about as long as each other)."""
+    count = min(len(packs), max_array_size)
+    return [packs[i::count] for i in range(count)]
+
+
 def sbatch_script(packs: list[list[Entry]], manifest: Path, *, partition: str | None, gpus_per_run: int,
-                  max_parallel: int, time_limit: str, cpus_per_run: int, job_name: str, logs: Path,
-                  extra: list[str]) -> str:
-    """The job-array script: one array task per pack (packs of one run when not packing)."""
+                  max_parallel: int, max_array_size: int, time_limit: str, cpus_per_run: int, job_name: str,
+                  logs: Path, extra: list[str]) -> str:
+    """The job-array script: array task i runs the packs of array_tasks(...)[i], one `grid.py run` each."""
     if not packs:
         raise errors.UsageError("no pending runs in the manifest: nothing to submit (grid.py status shows them)")
     if not TIME_LIMIT.match(time_limit):
         raise errors.UsageError(f"--time {time_limit}: not a Slurm time limit (e.g. 24:00:00 or 2-00:00:00)")
-    if max_parallel < 1 or gpus_per_run < 0 or cpus_per_run < 1:
-        raise errors.UsageError("--max-parallel and --cpus-per-run must be at least 1, --gpus-per-run at least 0")
+    tasks = array_tasks(packs, max_array_size)
     cwd = packs[0][0].cwd
-    header = [f"--job-name={job_name}", f"--array=0-{len(packs) - 1}%{max_parallel}", "--requeue",
+    header = [f"--job-name={job_name}", f"--array=0-{len(tasks) - 1}%{max_parallel}", "--requeue",
               "--signal=B:TERM@120", f"--time={time_limit}", "--ntasks=1", f"--cpus-per-task={cpus_per_run}",
               f"--chdir={cwd}", f"--output={logs}/%x-%A_%a.out", "--open-mode=append"]
     if partition:
@@ -44,15 +53,22 @@ def sbatch_script(packs: list[list[Entry]], manifest: Path, *, partition: str | 
     grid = [sys.executable, str(GRID_PY), "run", "--manifest", str(manifest.resolve()), "--slots", "1",
             "--gpus-per-run", str(max(gpus_per_run, 1))]
     lines = ["#!/bin/bash", *(f"#SBATCH {shlex.quote(option)}" for option in header),
-             f"# {sum(len(p) for p in packs)} runs of {manifest.resolve()} in {len(packs)} array tasks; written by "
-             "grid.py slurm", "set -u", "RUNS=("]
-    lines += [f"  {shlex.quote(' '.join(e.run_id for e in pack))}  # task {i}" for i, pack in enumerate(packs)]
-    lines += [")", "runs=${RUNS[$SLURM_ARRAY_TASK_ID]}",
-              f"{shlex.join(grid)} --pack $(wc -w <<< \"$runs\") --runs $runs &",
-              "child=$!",
-              "trap 'kill -TERM $child 2>/dev/null' TERM",
-              "while kill -0 $child 2>/dev/null; do wait $child; done  # a trapped signal ends a wait early",
-              "wait $child; status=$?",
+             f"# {sum(len(p) for p in packs)} runs of {manifest.resolve()} in {len(packs)} packs, {len(tasks)} array "
+             "tasks; written by grid.py slurm", "set -u", "RUNS=(  # each task's packs of run ids, separated by |"]
+    lines += [f"  {shlex.quote(' | '.join(' '.join(e.run_id for e in pack) for pack in task))}  # task {i}"
+              for i, task in enumerate(tasks)]
+    lines += [")", "IFS='|' read -ra packs <<< \"${RUNS[$SLURM_ARRAY_TASK_ID]}\"",
+              "child= stopping=0 status=0",
+              "trap 'stopping=1; [ -n \"$child\" ] && kill -TERM $child 2>/dev/null' TERM",
+              "for runs in \"${packs[@]}\"; do  # one pack after another",
+              "  if [ $stopping -eq 1 ]; then status=143; break; fi",
+              f"  {shlex.join(grid)} --pack $(wc -w <<< \"$runs\") --runs $runs &",
+              "  child=$!",
+              "  while kill -0 $child 2>/dev/null; do wait $child; done  # a trapped signal ends a wait early",
+              "  wait $child; code=$?; child=",
+              "  if [ $code -eq 143 ]; then status=143; break; fi",
+              "  if [ $code -ne 0 ]; then status=$code; fi  # a pack that failed: the next ones still run",
+              "done",
               "task=\"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"",
               "if [ $status -eq 143 ]; then  # stopped with its state saved",
               "  if scontrol show job -o \"$task\" | grep -q JobState=RUNNING; then  # time limit, preemption",

@@ -30,11 +30,12 @@ import cli
 import errors
 import records
 
-AXES = ("optimizer", "schedule", "lr", "wd")  # train.py's flags that may take several values (a product)
+AXES = records.PACKED  # train.py's flags that may take several values (a product)
 FINISHED = records.FINISHED
 CONFIG_KEYS = ("dataset", "model", "out", "epochs", "img_size", "batch_size", *AXES)  # what grid.py reads
 HEARTBEAT_S = 60
 DEFAULT_STALE_AFTER_S = 600
+UNREADABLE_GRACE_S = 30  # a lock nobody can read is broken once this old (locks are written whole, in one step)
 
 
 @dataclass(frozen=True)
@@ -170,9 +171,9 @@ def live_holder(entry: Entry, stale_after: float = DEFAULT_STALE_AFTER_S) -> dic
     path = lock_path(entry, create=False)  # looking must not write: status runs on read-only copies too
     try:
         content, modified = records.read_json(path), path.stat().st_mtime
-    except (OSError, json.JSONDecodeError):  # no lock, or one being replaced right now: look again next time
+    except (OSError, ValueError):  # no lock, or an unreadable one (acquire breaks it once UNREADABLE_GRACE_S old)
         return None
-    return content if lock_is_live(content, modified, stale_after) else None
+    return content if isinstance(content, dict) and lock_is_live(content, modified, stale_after) else None
 
 
 def lock_content(token: str, pids: list[int]) -> dict:
@@ -181,33 +182,42 @@ def lock_content(token: str, pids: list[int]) -> dict:
 
 
 def acquire(entry: Entry, stale_after: float = DEFAULT_STALE_AFTER_S) -> str | None:
-    """Take the run's lock for this process; returns the lock's token, or None when another live holder has it."""
+    """Take the run's lock for this process; returns the lock's token, or None when another live holder has it.
+    The lock appears with its content in one step (a complete file hard-linked to the lock's name, which fails
+    when the name exists), so no one ever sees it empty or half written."""
     path = lock_path(entry)
     token = uuid.uuid4().hex
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if not break_if_stale(path, stale_after):
-                return None
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(lock_content(token, [os.getpid()]), f)
-        return token
-    return None
+    written = path.parent / f".{path.name}.{token}.tmp"
+    written.write_text(json.dumps(lock_content(token, [os.getpid()])), encoding="utf-8")
+    try:
+        for _ in range(2):
+            try:
+                os.link(written, path)
+                return token
+            except FileExistsError:
+                if not break_if_stale(path, stale_after):
+                    return None
+        return None
+    finally:
+        written.unlink(missing_ok=True)
 
 
 def break_if_stale(path: Path, stale_after: float) -> bool:
-    """Remove the lock at `path` if it is stale, checking again under a file lock so only the stale one goes."""
+    """Remove the lock at `path` if it is stale, checking again under a file lock so only the stale one goes.
+    A lock that cannot be read (left by a writer killed half-way, or damaged) is stale once UNREADABLE_GRACE_S old."""
     with open(path.parent / ".breaking", "a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
         try:
-            content, modified = records.read_json(path), path.stat().st_mtime
+            modified = path.stat().st_mtime
+            content = records.read_json(path)
         except FileNotFoundError:
             return True
-        except (OSError, json.JSONDecodeError):  # being written by its new holder
-            return False
-        if lock_is_live(content, modified, stale_after):
+        except (OSError, ValueError):
+            content = None
+        if content is None or not isinstance(content, dict):
+            if time.time() - modified < UNREADABLE_GRACE_S:
+                return False
+        elif lock_is_live(content, modified, stale_after):
             return False
         path.unlink(missing_ok=True)
         return True

@@ -28,18 +28,23 @@ def entries_from_records(folder: Path) -> list[Entry]:
     return found
 
 
-def run_state(entry: Entry, record: dict | None, stale_after: float) -> tuple[str, str | None]:
-    """(state, error) of a run for the status table: running while locked, else as its record says; a run whose
-    last launch failed before it wrote a record is failed too."""
-    if live_holder(entry, stale_after):
+def run_state(entry: Entry, record: dict | None, holder: dict | None) -> tuple[str, str | None]:
+    """(state, error) of a run for the status table: running while locked (`holder`: its live lock), else as its
+    record says; a run whose last launch failed before it wrote a record is failed too."""
+    if holder:
         return "running", None
     status = (record or {}).get("status")
     ends = [event for event in read_log(entry) if event["event"] == "end"]
     if ends and ends[-1]["outcome"] == "failed" and status != "complete":
         return "failed", ends[-1].get("error") or (record or {}).get("error")
-    if status in ("complete", "diverged", "failed") or status == "paused":
+    if status in ("complete", "diverged", "failed", "paused"):
         return status, (record or {}).get("error")
     return "pending", None  # no record yet, or one left 'running' by an interrupted run: it resumes
+
+
+def holding_process(holder: dict) -> tuple:
+    """Which process a live lock names: the runs of a pack share one train.py process (and its grid.py)."""
+    return holder.get("host"), holder.get("boot"), tuple(map(tuple, holder.get("processes") or []))
 
 
 def status_report(entries: list[Entry], stale_after: float) -> dict:
@@ -49,10 +54,13 @@ def status_report(entries: list[Entry], stale_after: float) -> dict:
     known = [record for record in found.values() if record]  # split sizes of the datasets
     groups: dict[tuple, dict] = {}
     speeds: dict[tuple, list[float]] = defaultdict(list)
-    failed, left = [], []
+    failed, left, processes = [], [], set()
     for entry in entries:
         record = found[entry.run_id]
-        state, error = run_state(entry, record, stale_after)
+        holder = live_holder(entry, stale_after)
+        state, error = run_state(entry, record, holder)
+        if holder:
+            processes.add(holding_process(holder))
         group = groups.setdefault((entry.dataset, entry.model), {"dataset": entry.dataset, "model": entry.model,
                                                                   **{s: 0 for s in STATES}, "best": None})
         group[state] += 1
@@ -83,7 +91,8 @@ def status_report(entries: list[Entry], stale_after: float) -> dict:
         hours += grid_estimate.run_hours(train, evaluated, epochs, sum(measured) / len(measured))
     totals = {s: sum(g[s] for g in groups.values()) for s in STATES}
     return {"groups": list(groups.values()), "totals": totals, "failed": failed, "hours_left": hours,
-            "runs_without_measured_speed": unmeasured, "running_now": totals["running"]}
+            "runs_without_measured_speed": unmeasured, "running_now": totals["running"],
+            "processes_now": len(processes)}
 
 
 def hours(value: float) -> str:
@@ -102,10 +111,12 @@ def format_status(report: dict) -> str:
     lines.append(f"{'total':<{10 + width}}" + "".join(f"{report['totals'].get(s, 0):>10}" for s in STATES))
     if report["failed"]:
         lines += ["", "failed runs:"] + [f"  {f['run_id']}: {f['error']}" for f in report["failed"]]
-    left, unmeasured, parallel = report["hours_left"], report["runs_without_measured_speed"], report["running_now"]
+    left, unmeasured = report["hours_left"], report["runs_without_measured_speed"]
+    running, parallel = report["running_now"], report["processes_now"]
+    # hours_left counts process-hours (a pack's runs train together), so the wall-clock divides by processes
     parts = [f"{hours(left)} of training at each model's measured speed"
-             + (f", about {hours(left / parallel)} with the {parallel} runs now in parallel" if parallel else "")
-             ] if left else []
+             + (f", about {hours(left / parallel)} with the {parallel} train.py processes now running "
+                f"({running} runs)" if parallel else "")] if left else []
     parts += [f"{unmeasured} runs of models whose speed is not measured yet"] if unmeasured else []
     line = "time left: " + (" plus ".join(parts) or "none")
     return "\n".join(lines + ["", line])

@@ -164,6 +164,11 @@ REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
 ]}
 
 
+def group_models(group: str) -> list[str]:
+    """The registry's models of a group ("all": every one)."""
+    return [entry.name for entry in REGISTRY.values() if group in ("all", entry.group)]
+
+
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for `name`, else an entry for the timm model `name` ("arch" or "arch.tag")."""
     if name in REGISTRY:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 FINISHED = ("complete", "diverged")  # a run in these states trains no more: train.py and grid.py skip it
+PACKED = ("optimizer", "schedule", "lr", "wd")  # train.py's flags that take several values: every combination is a run
 SCHEMA_VERSION = 1  # of run and evaluation records; analyze.py skips records of another version
 
 # Libraries whose versions go into every record, so that a number can be traced to how it was made.

@@ -43,7 +43,7 @@ from trainrun import RunFiles
 NOT_IN_RUN_ID = {"out", "workers", "log_with", "compile", "root", "split_file", "skip_bad_images", "composite_dir",
                  "cache", "cache_dir", "save_weights", "until_epoch", "lp_ft", "probe_lr", "probe_wd", "extra_root",
                  "augment_device", "verify_images", "max_pack"}
-PACKED = ("optimizer", "schedule", "lr", "wd")  # flags that take several values: every combination is a run
+PACKED = records.PACKED  # flags that take several values: every combination is a run
 
 
 def build_parser() -> argparse.ArgumentParser:

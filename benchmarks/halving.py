@@ -48,6 +48,15 @@ def plan_and_run(work: Path, dataset: str, model_names: list[str], options: argp
     return read_manifest(work / manifest)
 
 
+def chosen_value(found: dict, run_id: str | None) -> float | None:
+    """The selection metric of a chosen run; None when no run of the group completed (all diverged or failed)."""
+    return best_value(found[run_id]) if run_id else None
+
+
+def shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="folder for the fixtures, runs and manifests")
@@ -78,16 +87,17 @@ def main(argv: list[str] | None = None) -> int:
             for factor in options.factors:
                 outcome = halving_outcome(members, found, factor)
                 rows.append({"dataset": dataset, "model": model, "factor": factor, "configurations": len(members),
-                             **outcome, "same": outcome["full_choice"] == outcome["halving_choice"],
-                             "full_value": best_value(found[outcome["full_choice"]]),
-                             "halving_value": best_value(found[outcome["halving_choice"]])})
+                             **outcome, "same": outcome["full_choice"] is not None
+                             and outcome["full_choice"] == outcome["halving_choice"],
+                             "full_value": chosen_value(found, outcome["full_choice"]),
+                             "halving_value": chosen_value(found, outcome["halving_choice"])})
     if options.verify:
         first = rows[0]
         entries = plan_and_run(work, first["dataset"], [first["model"]], options, "manifests/verify.jsonl",
                                "runs-halving", "--halving", str(first["factor"]))
         halved = {e.run_id: read_record(e) for e in entries}
         complete = sorted(run_id for run_id, record in halved.items() if record["status"] == "complete")
-        choice = max(complete, key=lambda run_id: best_value(halved[run_id]))
+        choice = max(complete, key=lambda run_id: best_value(halved[run_id]), default="no complete run")
         trained = sum(len(record["history"]) for record in halved.values())
         same_histories = all(abs(a[k] - b[k]) < 1e-6 for run_id in complete
                              for a, b in zip(halved[run_id]["history"], found_all[run_id]["history"])
@@ -97,14 +107,20 @@ def main(argv: list[str] | None = None) -> int:
               f"{first['halving_epochs']} epochs; survivors' histories equal the full grid's: {same_histories}")
     print(f"{'dataset':<10}{'model':<22}{'K':>3}{'configs':>9}{'same':>6}{'full':>8}{'halving':>9}{'epochs':>14}")
     for r in rows:
-        print(f"{r['dataset']:<10}{r['model']:<22}{r['factor']:>3}{r['configurations']:>9}{'yes' if r['same'] else 'no':>6}"
-              f"{r['full_value']:>8.4f}{r['halving_value']:>9.4f}{r['halving_epochs']:>7}/{r['full_epochs']:<6}")
+        print(f"{r['dataset']:<10}{r['model']:<22}{r['factor']:>3}{r['configurations']:>9}"
+              f"{'yes' if r['same'] else 'no':>6}{shown(r['full_value']):>8}{shown(r['halving_value']):>9}"
+              f"{r['halving_epochs']:>7}/{r['full_epochs']:<6}")
     for factor in options.factors:
         chosen = [r for r in rows if r["factor"] == factor]
+        compared = [r for r in chosen if r["full_value"] is not None and r["halving_value"] is not None]
         saved = 1 - sum(r["halving_epochs"] for r in chosen) / sum(r["full_epochs"] for r in chosen)
-        print(f"K={factor}: same configuration in {sum(r['same'] for r in chosen)} of {len(chosen)} groups; "
-              f"mean selection-metric loss {sum(r['full_value'] - r['halving_value'] for r in chosen) / len(chosen):.4f}; "
-              f"{saved:.0%} of the epochs saved")
+        loss = (f"{sum(r['full_value'] - r['halving_value'] for r in compared) / len(compared):.4f}" if compared
+                else "-")
+        print(f"K={factor}: same configuration in {sum(r['same'] for r in chosen)} "
+              f"of {len(chosen)} groups; mean selection-metric loss {loss}; {saved:.0%} of the epochs saved")
+        if len(compared) < len(chosen):
+            print(f"  {len(chosen) - len(compared)} group(s) without a complete run in the full grid or among "
+                  "halving's survivors ('-' above): left out of the loss")
     records.atomic_write_json(work / "halving.json", rows)
     return 0
 

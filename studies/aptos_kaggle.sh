@@ -13,6 +13,10 @@
 # 2015 images only add training data. For a final model on all labelled data, add "--train-on all" to
 # TRAIN_OPTIONS in a second pass (it keeps the last epoch and fits no cut points: score it with these runs').
 set -euo pipefail
+if [ $# -gt 0 ]; then
+  echo "aptos_kaggle.sh: error: takes no arguments (got: $*); set MODELS, APTOS_ROOT, DR2015_ROOT, OUT, SUBMISSION, TRAIN_OPTIONS, LAUNCH or PYTHON in the environment" >&2
+  exit 2
+fi
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
 LAUNCH="${LAUNCH:-accelerate launch}"

@@ -11,6 +11,10 @@
 # clip_vit_l14_336), TRAIN_OPTIONS (more train.py options), LAUNCH (default "accelerate launch"), PYTHON. Records go
 # to runs/ (probes and fine-tuning runs, each resumable); the report to reports/clip_lpft/.
 set -euo pipefail
+if [ $# -gt 0 ]; then
+  echo "clip_lpft.sh: error: takes no arguments (got: $*); set DATASETS, MODELS, TRAIN_OPTIONS, LAUNCH or PYTHON in the environment" >&2
+  exit 2
+fi
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${PYTHON:-python}"
 LAUNCH="${LAUNCH:-accelerate launch}"

@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 
+MAX_ARRAY_SIZE = 4  # the cluster's MaxArraySize: small, so a test can see Slurm refuse a larger array (default 1001)
+
+
 class Unavailable(Exception):
     """Why a local Slurm cannot run here."""
 
@@ -83,7 +86,8 @@ class LocalSlurm:
             f"SlurmdPort={free_port()}", "AuthType=auth/munge", "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/none", "SlurmUser=root", "SlurmdUser=root", "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core", "ReturnToService=2", "MpiDefault=none", "KillWait=15",
-            "SchedulerParameters=sched_interval=2", "AccountingStorageType=accounting_storage/none",
+            "SchedulerParameters=sched_interval=2", f"MaxArraySize={MAX_ARRAY_SIZE}",
+            "AccountingStorageType=accounting_storage/none",
             "JobCompType=jobcomp/none", f"StateSaveLocation={f / 'state'}", f"SlurmdSpoolDir={f / 'spool'}",
             f"SlurmctldPidFile={f / 'slurmctld.pid'}", f"SlurmdPidFile={f / 'slurmd.pid'}",
             f"SlurmctldLogFile={f / 'slurmctld.log'}", f"SlurmdLogFile={f / 'slurmd.log'}",

@@ -18,13 +18,15 @@ import pytest
 import errors
 import grid
 import grid_estimate
+import grid_status
 import records
 from conftest import REPO
 from grid_halving import halving_outcome, halving_state, rung_epochs
 from grid_run import command, form_packs, make_slots, pack_argv
 from cli import flag_values, without_flags
-from grid_state import Entry, acquire, live_holder, lock_path, read_log, read_manifest, release
-from slurm_local import Unavailable, start_cluster
+from grid_state import (UNREADABLE_GRACE_S, Entry, acquire, add_processes, live_holder, lock_path, read_log,
+                        read_manifest, release)
+from slurm_local import MAX_ARRAY_SIZE, Unavailable, start_cluster
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 MODELS = ["mobilenet_v3_small", "shufflenet_v2_x0_5"]
@@ -130,8 +132,26 @@ def test_plan_writes_the_paper_grid_with_train_pys_run_ids(split_file, tmp_path,
     with pytest.raises(errors.UsageError, match=r"--optimizer adamw --schedule step: no block .* nothing would run"):
         grid.main(["plan", "--datasets", "digits", "--models", "resnet18", "--optimizer", "adamw", "--schedule",
                    "step", *tiny(split_file, 2)])  # each value is in the grid, the pair is not
-    with pytest.raises(errors.UsageError, match="--gpus-per-run 0"):
-        grid.main(["run", "--gpus-per-run", "0"])
+
+    # mistakes in train.py's options are caught once, before planning, in one line of grid.py's
+    with pytest.raises(errors.UsageError, match=r"^train.py option: argument --augment: invalid choice: 'flip'"):
+        grid.main(["plan", "--datasets", "digits", "--models", "resnet18", "--augment", "flip"])
+    with pytest.raises(errors.UsageError, match=r"^train.py option: unrecognized arguments: --epoch 2"):
+        grid.main(["plan", "--datasets", "digits", "--models", "resnet18", "--epoch", "2"])
+    capsys.readouterr()
+    for argv, expected in ((["plan", "--datasets", "aptoss", "--models", "resnet18"], "invalid choice: 'aptoss'"),
+                           (["run", "--gpus-per-run", "0"], "'0' is not a whole number of 1 or more"),
+                           (["run", "--slots", "0"], "'0' is not a whole number of 1 or more"),
+                           (["run", "--retries", "-1"], "'-1' is not a whole number of 0 or more"),
+                           (["slurm", "--max-parallel", "0"], "'0' is not a whole number of 1 or more"),
+                           (["slurm", "--max-array-size", "0"], "'0' is not a whole number of 1 or more"),
+                           (["estimate", "--gpus", "0"], "'0' is not a whole number of 1 or more"),
+                           (["status", "--stale-after", "0"], "'0' is not a positive number")):
+        with pytest.raises(SystemExit) as stopped:  # grid.py's own options: grid.py's usage, exit status 2
+            grid.main(argv)
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and f" {argv[0]}: error: argument {argv[1]}" in error, error
+        assert expected in error and "train.py" not in error
 
 
 def test_packs_are_rectangular_products_of_the_pending_configurations():
@@ -193,6 +213,23 @@ def test_a_run_lock_is_exclusive_and_stale_locks_are_recognised(tmp_path):
     assert live_holder(entry, stale_after=600) is None and acquire(entry, stale_after=600)  # no heartbeat for 700 s
 
 
+def test_a_lock_left_empty_by_a_killed_writer_is_broken_after_a_grace_period(tmp_path):
+    """A lock file that exists but cannot be read (its writer was killed, or the disk was full, before it was
+    written) must not hold the run forever; one just written is someone's, and is left alone."""
+    entry = Entry("run-a", (), str(tmp_path), {"out": "runs"})
+    path = lock_path(entry)
+    path.write_text("")
+    assert live_holder(entry) is None and acquire(entry) is None  # might be being written: not taken
+    old = time.time() - UNREADABLE_GRACE_S - 1
+    os.utime(path, (old, old))
+    token = acquire(entry)
+    assert token and live_holder(entry)["token"] == token
+    assert sorted(p.name for p in path.parent.iterdir()) == [".breaking", path.name]  # no temporary file left
+    path.write_text('{"host": "cut')
+    os.utime(path, (old, old))
+    assert acquire(entry)
+
+
 def test_halving_keeps_the_best_share_of_each_rung():
     assert rung_epochs(30, 3) == [10, 20, 30] and rung_epochs(4, 2) == [2, 4] and rung_epochs(2, 3) == [1, 2]
     members = [Entry(f"r{i}", (), "/x", {"out": "runs", "epochs": 30}) for i in range(6)]
@@ -227,6 +264,18 @@ def test_halving_keeps_the_best_share_of_each_rung():
     outcome = halving_outcome(four, full, 2)
     # epoch 2 keeps q3 and q2; q3 diverges on its way to epoch 4, so q1, next best at epoch 2, takes its place
     assert outcome == {"full_choice": "q0", "halving_choice": "q1", "full_epochs": 16, "halving_epochs": 2 + 2 + 4 + 4}
+
+
+def test_the_halving_benchmark_reports_a_group_where_no_run_completed(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "halving.py"), "--work", str(tmp_path),
+                             "--datasets", "digits", "--models", "shufflenet_v2_x0_5", "--lrs", "1e4", "--wds", "0",
+                             "--epochs", "2", "--factors", "2", "--img-size", "16", "--slots", "1"],
+                            env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [record_of(e)["status"] for e in read_manifest(tmp_path / "manifests" / "digits.jsonl")] == ["diverged"]
+    [row] = json.loads((tmp_path / "halving.json").read_text())
+    assert row["full_choice"] is None and row["full_value"] is None and not row["same"]
+    assert "1 group(s) without a complete run" in result.stdout
 
 
 # --- run -----------------------------------------------------------------------------------------------------------
@@ -323,6 +372,50 @@ def test_status_only_reads_and_survives_a_log_line_cut_short(split_file, tmp_pat
     assert not (entry.out / ".grid" / "locks").exists()
 
 
+def test_status_refuses_a_folder_without_records(split_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(errors.UsageError, match=rf"neither grid.jsonl nor runs/ in {tmp_path}: .*\(--manifest FILE\)"):
+        grid.main(["status"])
+    with pytest.raises(errors.UsageError, match="nosuchdir: no such folder; .*--manifest FILE"):
+        grid.main(["status", "nosuchdir"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(errors.UsageError, match=r"empty: no run records \(<run_id>.json\)"):
+        grid.main(["status", "empty"])
+    result = grid_py(["status", "nosuchdir"], tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and not result.stdout
+
+
+def test_status_time_left_is_shared_among_the_training_processes_not_the_packed_runs(tmp_path):
+    """Five configurations packed in one train.py process and one run alone in another: the wall-clock left is the
+    work left over two processes, since the pack's five runs train together at the pack's speed."""
+    def planned(i: int, model: str) -> Entry:
+        return Entry(f"run-{i}", (), str(tmp_path), {"dataset": "aptos", "model": model, "out": "runs", "epochs": 10,
+                                                     "optimizer": "sgd", "schedule": "cosine", "lr": 0.1, "wd": 0.0})
+
+    pack, alone = [planned(i, "mobilenet_v3_small") for i in range(5)], planned(5, "alexnet")
+    trainers = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]  # stand-ins for the two train.py processes
+    try:
+        for members, trainer in ((pack, trainers[0]), ([alone], trainers[1])):
+            for entry in members:  # two of ten epochs done, each over 900 train and 300 val images at 100 img/s
+                records.atomic_write_json(entry.record_path, {
+                    "run_id": entry.run_id, "status": "running", "packed_with": len(members), "history": [
+                        {"epoch": k, "val_qwk": 0.5, "images_per_s": 100.0} for k in (1, 2)],
+                    "dataset": {"name": "aptos", "selection_split": "val", "report_split": None, "metric": "qwk",
+                                "extra_splits": [], "split_sizes": {"train": 900, "val": 300}}})
+                token = acquire(entry)
+                add_processes(entry, token, [trainer.pid])  # what grid.py run does once train.py started
+        report = grid_status.status_report([*pack, alone], 600)
+        assert report["running_now"] == 6 and report["processes_now"] == 2
+        per_process_s = 8 * (900 + 300 / 3) / 100  # 8 epochs left at the process's 100 img/s
+        assert report["hours_left"] * 3600 == pytest.approx(2 * per_process_s)
+        assert (f"about {per_process_s / 60:.1f} min with the 2 train.py processes now running (6 runs)"
+                in grid_status.format_status(report))
+    finally:
+        for trainer in trainers:
+            trainer.kill()
+            trainer.wait()
+
+
 # --- slurm ---------------------------------------------------------------------------------------------------------
 
 def test_slurm_script_is_a_job_array_of_the_pending_runs(split_file, tmp_path, monkeypatch, capsys):
@@ -348,6 +441,17 @@ def test_slurm_script_is_a_job_array_of_the_pending_runs(split_file, tmp_path, m
     with pytest.raises(errors.UsageError, match="--time"):
         grid.main(["slurm", "--time", "tomorrow"])
 
+    # more packs than the cluster's MaxArraySize: the packs are dealt out to that many tasks, each running its own
+    # one after another
+    capsys.readouterr()
+    assert grid.main(["slurm", "--max-array-size", "2"]) == 0
+    script, message = capsys.readouterr()
+    assert "#SBATCH --array=0-1%64" in script.splitlines()
+    assert ("3 packs are more than --max-array-size 2 (Slurm's MaxArraySize): each array task runs 1 or 2 packs one "
+            "after another") in message
+    tasks = [line.split("#")[0].strip().strip("'") for line in script.splitlines() if "  # task " in line]
+    assert tasks == [f"{entries[1].run_id} | {entries[3].run_id}", entries[2].run_id]
+
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
@@ -359,12 +463,27 @@ def slurm(tmp_path_factory):
     cluster.stop()
 
 
-def submit(slurm, cwd: Path) -> str:
-    script = grid_py(["slurm", "--gpus-per-run", "0", "--cpus-per-run", "1", "--max-parallel", "2", "--time", "30:00"],
-                     cwd)
+def submit(slurm, cwd: Path, *options: str, check: bool = True) -> str | subprocess.CompletedProcess:
+    """grid.py slurm's script for CPU tasks, submitted: the job id (the sbatch result with check=False)."""
+    script = grid_py(["slurm", "--gpus-per-run", "0", "--cpus-per-run", "1", "--max-parallel", "2", "--time", "30:00",
+                      *options], cwd)
     assert script.returncode == 0, script.stderr
     (cwd / "study.sbatch").write_text(script.stdout)
-    return slurm.run(["sbatch", "--parsable", "study.sbatch"], cwd=cwd, extra_env=ENV).stdout.strip().split(";")[0]
+    submitted = slurm.run(["sbatch", "--parsable", "study.sbatch"], cwd=cwd, extra_env=ENV, check=check)
+    return submitted.stdout.strip().split(";")[0] if check else submitted
+
+
+def requeue_now(slurm, job: str, task: str) -> None:
+    """Send what Slurm sends before the time limit to one array task, wait for the task to requeue itself, and let
+    it start again at once instead of after Slurm's two-minute hold."""
+    # scancel may hear "job can not be altered now" once the signal has made the task requeue itself, and then
+    # retries for a minute: let it go, check the effect, and stop it
+    signaller = subprocess.Popen(["scancel", "--signal=TERM", "--batch", f"{job}_{task}"], env=slurm.env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: slurm.job_states(job).get(task) == "PENDING", 120, f"task {task} requeued by itself")
+    signaller.kill()
+    signaller.wait()
+    slurm.run(["scontrol", "update", f"JobId={job}_{task}", "StartTime=now"])
 
 
 def test_slurm_array_finishes_the_grid_and_requeued_tasks_resume(slurm, split_file, tmp_path, monkeypatch):
@@ -397,6 +516,30 @@ def test_slurm_array_finishes_the_grid_and_requeued_tasks_resume(slurm, split_fi
     assert "no pending runs" in grid_py(["slurm"], tmp_path).stderr
 
 
+def test_an_array_beyond_slurms_max_array_size_runs_several_packs_per_task(slurm, split_file, tmp_path, monkeypatch):
+    """Six runs on a cluster whose MaxArraySize is 4: an array of six tasks is refused by sbatch; with
+    --max-array-size 4, tasks 0 and 1 each run two packs in turn, and task 0, stopped half-way through its first,
+    requeues itself and finishes both."""
+    monkeypatch.chdir(tmp_path)
+    epochs = 4
+    entries = plan_digits(split_file, MODELS, ["0.1", "0.03", "0.01"], epochs)
+    refused = submit(slurm, tmp_path, "--max-array-size", "6", check=False)
+    assert refused.returncode != 0 and "array" in refused.stderr.lower(), refused.stderr
+    job = submit(slurm, tmp_path, "--max-array-size", str(MAX_ARRAY_SIZE))
+    wait_for(lambda: mid_run(entries[:1], epochs), 300, "array task 0 half-way through its first pack")
+    requeue_now(slurm, job, "0")
+    wait_for(lambda: not slurm.run(["squeue", "-h", "-j", job], check=False).stdout.strip(), 400,
+             "the job array to end", 1)
+    for entry in entries:
+        starts = assert_trained_once(entry, epochs)
+        assert len(starts) == (2 if entry is entries[0] else 1)
+    # the packs dealt to task 0 (runs 0 and 4) and task 1 (runs 1 and 5) ran one after another in their task
+    output = {task: next((tmp_path / "slurm-logs").glob(f"grid-{job}_{task}.out")).read_text() for task in "0123"}
+    assert [output[task].count("time left:") for task in "0123"] == [3, 2, 1, 1]  # task 0: once more after requeue
+    assert f"task {job}_0: requeueing it to resume" in output["0"]
+    assert status_json(tmp_path)["totals"]["complete"] == 6
+
+
 # --- estimate ------------------------------------------------------------------------------------------------------
 
 def test_estimate_of_the_paper_study_from_the_documented_table(tmp_path, monkeypatch, capsys):
@@ -407,20 +550,28 @@ def test_estimate_of_the_paper_study_from_the_documented_table(tmp_path, monkeyp
     # one cell by hand: AlexNet on APTOS, 60 configurations of 30 epochs over 2,931 train and 731 val images
     rate = 25488 * 0.77
     by_hand = 60 * 30 * (2931 + 731 / 3) / rate / 3600
-    alexnet_aptos = grid_estimate.estimate([{"dataset": "aptos", "model": "alexnet", "epochs": 30, "img_size": 256,
-                                             "count": 60}], 1, "bf16")
+    alexnet_row = {"dataset": "aptos", "model": "alexnet", "epochs": 30, "img_size": 256, "precision": "bf16",
+                   "compile": False, "count": 60}
+    alexnet_aptos = grid_estimate.estimate([alexnet_row], 1)
     assert alexnet_aptos["gpu_hours"] == pytest.approx(by_hand)
     assert result["gpu_hours"] == pytest.approx(sum(result["by_dataset"].values()))
     assert result["wall_clock_hours"] == pytest.approx(result["gpu_hours"] / 8)
     assert set(result["by_model"]) == {n for n, e in __import__("models").REGISTRY.items() if e.group == "testbed"}
 
+    # benchmarks/train_throughput.py --compile writes an eager and a compiled row per model: each run gets its own
     measured = {"machine": "test", "device": "fake GPU", "results": [
-        {"model": "alexnet", "img_size": 128, "batch_size": 128, "precision": "bf16", "model_alone_img_per_s": 9000.0,
-         "train_py_img_per_s": 4000.0, "input_path": "gpu"}]}
+        {"model": "alexnet", "img_size": 128, "batch_size": 128, "precision": "bf16", "compile": False,
+         "model_alone_img_per_s": 9000.0, "train_py_img_per_s": 4000.0, "input_path": "gpu"},
+        {"model": "alexnet", "img_size": 128, "batch_size": 128, "precision": "bf16", "compile": True,
+         "model_alone_img_per_s": 12000.0, "train_py_img_per_s": 6000.0, "input_path": "gpu"}]}
     (tmp_path / "tp.json").write_text(json.dumps(measured))
-    with_file = grid_estimate.estimate([{"dataset": "aptos", "model": "alexnet", "epochs": 30, "img_size": 256,
-                                         "count": 60}], 1, "bf16", grid_estimate.load_throughput(tmp_path / "tp.json"))
+    table = grid_estimate.load_throughput(tmp_path / "tp.json")
+    with_file = grid_estimate.estimate([alexnet_row], 1, table)
     assert with_file["gpu_hours"] == pytest.approx(60 * 30 * (2931 + 731 / 3) / (4000 / 4) / 3600)  # 4x the pixels
+    compiled = grid_estimate.estimate([{**alexnet_row, "compile": True}], 1, table)
+    assert compiled["gpu_hours"] == pytest.approx(60 * 30 * (2931 + 731 / 3) / (6000 / 4) / 3600)
+    no_fp32_row = grid_estimate.training_rate("alexnet", 128, "fp32", table)
+    assert no_fp32_row[0] == pytest.approx(14425 * 0.77 * 4) and no_fp32_row[1].startswith("H200")
     measured["results"][0]["train_py_img_per_s"] = "fast"
     (tmp_path / "tp.json").write_text(json.dumps(measured))
     with pytest.raises(errors.DataError, match=r"results\[0\].train_py_img_per_s"):
@@ -429,12 +580,45 @@ def test_estimate_of_the_paper_study_from_the_documented_table(tmp_path, monkeyp
         grid_estimate.training_rate("clip_vit_b16", 224, "bf16")
 
 
+def test_estimate_of_a_manifest_takes_each_runs_settings_and_the_records_split_sizes(tmp_path, monkeypatch, capsys):
+    """The augmentation ablation's ResNet-50 weights cost what a ResNet-50 costs; a manifest's runs are estimated in
+    the precision they were planned with; HPA's sizes from a record count test_val, evaluated every epoch."""
+    from data.synthetic import write_fixture
+    monkeypatch.chdir(tmp_path)
+    root = write_fixture("hpa", tmp_path / "hpa", per_class=3)
+    assert grid.main(["plan", "--datasets", "hpa", "--models", "resnet50_augmix", "shufflenet_v2_x0_5", "--grid",
+                      "product", "--lr", "0.1", "--root", str(root), "--split-method", "stratified", "--precision",
+                      "no", "--weights", "random", "--epochs", "1", "--img-size", "16", "--batch-size", "8",
+                      "--workers", "0"]) == 0
+    entries = read_manifest("grid.jsonl")
+    small = next(e for e in entries if e.model == "shufflenet_v2_x0_5")
+    assert grid_py(["run", "--runs", small.run_id], tmp_path).returncode == 0
+    sizes = record_of(small)["dataset"]["split_sizes"]
+    capsys.readouterr()
+    assert grid.main(["estimate", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["precision"] == "fp32" and result["runs"] == 2
+    assert result["split_sizes"]["hpa"]["evaluated_per_epoch"] == sizes["val"] + sizes["test_val"] > sizes["val"]
+    rate = 1708 * 0.77 * (256 / 16) ** 2  # ResNet-50's fp32 figure, at 16 px
+    assert result["by_model"]["resnet50_augmix"] == pytest.approx(
+        (sizes["train"] + (sizes["val"] + sizes["test_val"]) / 3) / rate / 3600)
+    with pytest.raises(errors.UsageError, match="--precision bf16 is for --paper"):
+        grid.main(["estimate", "--precision", "bf16"])
+
+
 def test_auto_pack_fills_a_fast_models_gpu_within_its_memory():
-    config = {"model": "alexnet", "img_size": 256, "batch_size": 128, "optimizer": "sgd"}
-    assert grid_estimate.auto_pack_size(config, "bf16", 141 * 2**30) == math.floor(25488 / 2950)
+    config = {"model": "alexnet", "img_size": 256, "batch_size": 128, "optimizer": "sgd", "precision": "auto"}
+    assert grid_estimate.pack_size([config], 141 * 2**30) == math.floor(25488 / 2950)
     one = grid_estimate.config_memory_bytes("alexnet", 256, 128, "bf16", "sgd")
-    assert grid_estimate.auto_pack_size(config, "bf16", int(3.5 * one / 0.8)) == 3  # memory-bound
-    assert grid_estimate.auto_pack_size({**config, "model": "resnet152"}, "bf16", 141 * 2**30) == 1  # GPU-bound
+    assert grid_estimate.pack_size([config], int(3.5 * one / 0.8)) == 3  # memory-bound
+    assert grid_estimate.pack_size([{**config, "model": "resnet152"}], 141 * 2**30) == 1  # GPU-bound
+    # the precision is the run's own (train.py --precision no: fp32, twice the activations), for run and slurm alike
+    one_fp32 = grid_estimate.config_memory_bytes("alexnet", 256, 128, "fp32", "sgd")
+    assert one_fp32 > one and grid_estimate.pack_size([{**config, "precision": "no"}], int(3.5 * one_fp32 / 0.8)) == 3
+    assert grid_estimate.pack_size([config], int(3.5 * one_fp32 / 0.8)) > 3
+    # a group with AdamW runs packs as many as AdamW's two moments leave room for
+    adamw = grid_estimate.config_memory_bytes("alexnet", 256, 128, "bf16", "adamw")
+    assert grid_estimate.pack_size([config, {**config, "optimizer": "adamw"}], int(3.5 * adamw / 0.8)) == 3
 
 
 # --- studies -------------------------------------------------------------------------------------------------------

@@ -44,3 +44,15 @@ def test_the_demo_trains_above_chance_into_its_own_folder(tmp_path):
     with open(tmp_path / "demo" / "report" / "tables" / "best.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert row["model"] == "resnet18" and float(row["report_value"]) > 0.5
+
+
+def test_study_scripts_without_arguments_refuse_them_and_name_their_settings(tmp_path):
+    """clip_lpft.sh and aptos_kaggle.sh take their settings from the environment: an argument (e.g. `--gpus 0,1`
+    meant for the grid studies) stops them before any training, in one line."""
+    for script, settings in (("clip_lpft.sh", "DATASETS, MODELS, TRAIN_OPTIONS"),
+                             ("aptos_kaggle.sh", "MODELS, APTOS_ROOT")):
+        result = subprocess.run(["bash", str(REPO / "studies" / script), "--gpus", "0,1"], cwd=tmp_path,
+                                env={**os.environ, "LAUNCH": "false"}, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and not result.stdout, result.stdout + result.stderr
+        assert result.stderr.startswith(f"{script}: error: takes no arguments (got: --gpus 0,1); set {settings}")
+        assert result.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
