@@ -112,4 +112,7 @@ def run_main(prog: str, main: Callable[[], int | None]) -> None:
         report(prog, error)
         _stop_single_process_launcher()
         sys.exit(error.exit_status)
+    except BrokenPipeError:  # `grid.py plan | head`: the reader has gone, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail again
+        sys.exit(141)  # as a shell reports a process ended by SIGPIPE
     sys.exit(status or 0)

@@ -38,3 +38,16 @@ def test_an_error_of_one_rank_is_reported_once_the_ranks_read_different_data(mon
     errors.report_from_every_rank()
     errors.report("train.py", errors.DataError("img/7.png: truncated"))
     assert capsys.readouterr().err == "[rank 1] train.py: error: img/7.png: truncated\n"
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+    from conftest import REPO
+    script = tmp_path / "many.py"
+    script.write_text("import errors\n"
+                      "def main():\n    for i in range(200000):\n        print('line', i)\n"
+                      "errors.run_main('many.py', main)\n")
+    result = subprocess.run(f"{sys.executable} {script} | head -1", shell=True, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(REPO)}, timeout=60)
+    assert result.stdout == "line 0\n" and result.stderr == ""
