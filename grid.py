@@ -252,16 +252,17 @@ def pack_setting(text: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of 1 or more")
-    return int(text)
+def whole_number(minimum: int, what: str = "a whole number"):
+    """An argparse type: a whole number of `minimum` or more."""
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {what} of {minimum} or more")
+        return int(text)
+    return parse
 
 
-def count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of 0 or more")
-    return int(text)
+positive_int, count = whole_number(1), whole_number(0)
+halving_factor = whole_number(2, "a halving factor: a whole number")
 
 
 def positive_float(text: str) -> float:
@@ -272,12 +273,6 @@ def positive_float(text: str) -> float:
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"'{text}' is not a positive number")
     return value
-
-
-def halving_factor(text: str) -> int:
-    if not text.isdigit() or int(text) < 2:
-        raise argparse.ArgumentTypeError(f"'{text}': the halving factor is a whole number of 2 or more")
-    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
