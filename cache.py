@@ -7,26 +7,20 @@
     python cache.py melanoma --verify-images                 # decode every image and report bad ones; build nothing
     python cache.py cassava --dry-run                        # list the caches that would be prepared
 
-    from cache import cache_settings, prepare, open_cache
-    settings = cache_settings(256, "train")                  # short side 288, aspect ratio kept
-    prepare(samples, indices["train"], settings)             # builds once; later calls return at once
-    reader = open_cache(samples, indices["train"], settings) # CachedImages, or None when not prepared
-    dataset = engine.SampleDataset(samples, indices["train"], transform, reader=reader)
-
 Why: decoding the originals is the cost of a run. With 16 workers the paper's input path delivers about 210
 images/s from 2048x1536 JPEGs, while an H200 trains ResNet-50 at 256 px at about 3,400 images/s. Here each image
 is decoded once, and a training step reads a few hundred kilobytes of ready uint8 pixels from a memory-mapped file.
 
-Which sizes: one per model, decided by models.input_size(model, dataset, --img-size), the function train.py and
+Which sizes: one per model, decided by registry.input_size(model, dataset, --img-size), the function train.py and
 evaluate.py call, so `--cache auto` always finds what `cache.py --model` prepared. Without --model, --models or
 --img-size, cache.py prepares the sizes of the paper's testbed on the dataset (--models testbed: 224 for DeiT and
 EuroSAT, 256 for the rest). The train split gets the train variant, every other split the eval variant; what each
-holds, the folder layout and the key are described in cache_store.py, the build (parallel, resumable, in the same
-bytes for any number of workers) in cache_build.py.
+holds, the folder layout and the key are described in imagecache/store.py, the build (parallel, resumable, in the
+same bytes for any number of workers) in imagecache/build.py.
 
 A build decodes every image, so it also verifies them: an image that cannot be decoded is recorded in the cache
 (reading it raises the same BadImageError as reading the file would), and cache.py lists every such file at the end
-and exits with status 1, unless --skip-bad-images. The build fills the verification memo of data/verify.py, so a
+and exits with status 1, unless --skip-bad-images. The build fills the verification memo of imagecache/verify.py, so a
 later `train.py --verify-images` costs nothing. `--verify-images` alone decodes and reports without building.
 """
 from __future__ import annotations
@@ -36,47 +30,16 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import cli
-import errors
-import models
-from cache_build import ensure_built, prepare
-from cache_store import (DATA, DATA_PARTIAL, FORMATS, INDEX, INDEX_PARTIAL, LOCK, MANIFEST, PROGRESS, CacheError,
-                         CachedImages, cache_settings, open_cache)
-from cache_worker import WorkerPool, worker_pool
+from common import cli, errors
 from data import REGISTRY, Samples
-from data.cli import add_data_arguments, open_inputs
-from data.verify import BadImage, BadImagesError, verify_images
+from data.inputs import DataOptions, add_data_arguments, open_inputs
+from imagecache import cache_settings, ensure_built, input_sizes
+from imagecache.store import FORMATS
+from imagecache.verify import BadImage, BadImagesError, verify_images
+from imagecache.worker import WorkerPool, worker_pool
+from nets import registry
 
-MODEL_GROUPS = ("all", *dict.fromkeys(entry.group for entry in models.REGISTRY.values()))
-DEFAULT_GROUP = "testbed"
-
-__all__ = ["CacheError", "CachedImages", "cache_settings", "open_cache", "prepare", "ensure_built", "reader_for",
-           "input_sizes", "main", "DATA", "DATA_PARTIAL", "INDEX", "INDEX_PARTIAL", "LOCK", "MANIFEST", "PROGRESS"]
-
-
-def reader_for(samples: Samples, indices, img_size: int, kind: str, mode: str = "auto",
-               cache_dir: str = "cache") -> CachedImages | None:
-    """What train.py and evaluate.py read images through: the prepared cache ("auto": when present; "build":
-    prepared first if missing), or None for the original files ("off", or no cache prepared)."""
-    if mode == "off":
-        return None
-    settings = cache_settings(img_size, kind)
-    if mode == "build":
-        return ensure_built(samples, indices, settings, cache_dir).images
-    return open_cache(samples, indices, settings, cache_dir)
-
-
-def input_sizes(dataset: str, model_names: list[str] | None = None, group: str | None = None,
-                img_sizes: list[int] | None = None) -> list[int]:
-    """The input sizes to prepare: models.input_size(model, dataset, size) of each model and each --img-size, as
-    train.py decides them. Only --img-size: those sizes. Nothing: the sizes of the paper's testbed."""
-    names = model_names or (models.group_models(group) if group else None)
-    if names is None and img_sizes:
-        if min(img_sizes) < 1:
-            raise errors.UsageError(f"--img-size must be a positive number of pixels, got {min(img_sizes)}")
-        return sorted(set(img_sizes))
-    names = names or models.group_models(DEFAULT_GROUP)
-    return sorted({models.input_size(name, dataset, size) for name in names for size in (img_sizes or [None])})
+MODEL_GROUPS = ("all", *dict.fromkeys(entry.group for entry in registry.REGISTRY.values()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,24 +47,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=sorted(REGISTRY), help="dataset from the registry in data/")
     add_data_arguments(p)  # the same flags as train.py, so the cache is built for the images train.py reads
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", nargs="+", metavar="NAME", help="prepare the input size train.py gives each of these models (models.py)")
+    which.add_argument("--model", nargs="+", metavar="NAME",
+                       help="prepare the input size train.py gives each of these models (models.py)")
     which.add_argument("--models", choices=MODEL_GROUPS, help="prepare for every registry model of a group")
-    p.add_argument("--img-size", type=int, nargs="+", help="input sizes, as train.py's --img-size (without --model, --models or --img-size: the testbed's sizes on the dataset)")
-    p.add_argument("--splits", nargs="+", help="splits to cache: train gets the train variant, the others the eval variant (without it: every split)")
+    p.add_argument("--img-size", type=int, nargs="+",
+                   help="input sizes, as train.py's --img-size (without --model, --models or --img-size: the "
+                        "testbed's sizes on the dataset)")
+    p.add_argument("--splits", nargs="+",
+                   help="splits to cache: train gets the train variant, the others the eval variant (without it: "
+                        "every split)")
     p.add_argument("--workers", type=int, help="decoding processes (0: in this process; without it: every usable core)")
-    p.add_argument("--format", choices=FORMATS, help="npy: raw pixels, no decoding; jpeg: quality-95 JPEG, smaller on disk (without it: a finished cache keeps its format, a new one is npy)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="npy: raw pixels, no decoding; jpeg: quality-95 JPEG, smaller on disk (without it: a finished "
+                        "cache keeps its format, a new one is npy)")
     p.add_argument("--cache-dir", default="cache", help="folder that holds the caches and the verification memo")
     p.add_argument("--rebuild", action="store_true", help="discard existing caches of these splits and build them anew")
-    p.add_argument("--verify-images", action="store_true", help="decode every image of the splits and report the bad ones, without building (a build verifies anyway)")
-    p.add_argument("--skip-bad-images", action="store_true", help="exit with status 0 when images cannot be decoded: they stay recorded in the cache, and train.py --skip-bad-images leaves them out")
+    p.add_argument("--verify-images", action="store_true",
+                   help="decode every image of the splits and report the bad ones, without building (a build verifies "
+                        "anyway)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="exit with status 0 when images cannot be decoded: they stay recorded in the cache, and "
+                        "train.py --skip-bad-images leaves them out")
     p.add_argument("--dry-run", action="store_true", help="print the caches that would be prepared and build nothing")
     return p
 
 
 def open_splits(args: argparse.Namespace) -> tuple[Samples, dict]:
-    """The dataset and the indices of the requested splits, exactly as train.py reads them (data.cli.open_inputs:
+    """The dataset and the indices of the requested splits, exactly as train.py reads them (data.inputs.open_inputs:
     --extra-train and --train-on included)."""
-    inputs = open_inputs(args, training=False)
+    inputs = open_inputs(DataOptions.from_args(args), training=False)
     names = list(args.splits or inputs.split_indices)
     missing = [name for name in names if name not in inputs.split_indices]
     if missing:

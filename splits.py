@@ -1,174 +1,25 @@
-"""Which image is in which split: make or import a split, write its file, and resolve it for a run.
+"""Which image is in which split: make or import a dataset's split and write its file.
 
     python splits.py aptos --root datasets/aptos                 # the paper's split (seed 414)
     python splits.py cct20 --root datasets/cct20                 # the official files' splits
     python splits.py hpa --root datasets/hpa --from split.stratified.small.0.csv   # import HPA's published file
     python splits.py digits --method stratified --seed 1         # class-balanced 80/20 with another seed
 
-A split file is a CSV `id,label,split` with one row per labelled sample, in dataset order (split_files.py). It is
-written under splits/ in the current folder, named after the dataset, the method and the seed, and the same inputs
-always give the same bytes: its SHA-256 goes into every run record. An existing file with other content is never
-replaced (a second copy of a dataset at another --root writes its split with --out and trains with --split-file).
-
-Methods (split_methods.py): "paper" reproduces the published experiments' splits exactly, "official" takes the
-source's own splits (CCT-20, CIFAR-10), "stratified" makes a class-balanced split (multi-label for HPA, patient-
-grouped where patients are known) that is not the paper's. HPA's paper split is Park's published 73/18/9 file,
-split.stratified.small.0.csv from the authors' repository: without it, splits.py and train.py stop and say where to
-get it and how to import it (--from); --method stratified proceeds without it, labelled as not the paper's split.
-
-Library use (train.py): `resolve(samples, split_file, method, seed)` returns a ResolvedSplit: the sample indices of
-every split, the split file's path and SHA-256, and how it was made (method, seed, whether it is the paper's
-split); `resolve_split` returns only the first three. For a final model, `train_on_all` merges the selection split
-into training, and `with_extra_training` adds the samples of a second dataset appended by data.concatenate.
+It prints the dataset, how the split was made (and whether it is the paper's), the file and its SHA-256, and the
+per-class counts of every split. data/splits.py says what the methods do and how train.py resolves a split.
 """
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-import cli
-import errors
-from data import REGISTRY, DatasetSpec, Samples, describe, get_spec, open_dataset
-from records import sha256_file
-from split_files import (UNUSED, SplitFileError, SplitFileExistsError, default_split_path, read_split_file,
-                         render_split_file, write_or_check, write_split_file)
-from split_methods import (METHODS, PAPER_SPLIT_FILES, PaperSplitFileNeeded, SplitMethodError, default_method,
-                           is_papers_split, make_split, method_seed)
-
-__all__ = ["ResolvedSplit", "resolve", "resolve_split", "split_indices", "train_on_all", "with_extra_training",
-           "describe_method", "count_table", "split_dataset", "SplitFileError", "SplitFileExistsError",
-           "SplitMethodError", "PaperSplitFileNeeded", "METHODS", "UNUSED", "default_method", "make_split",
-           "method_seed", "read_split_file", "render_split_file", "write_split_file", "default_split_path"]
+from common import cli, errors
+from data import REGISTRY
+from data.split_methods import METHODS
+from data.splits import split_dataset
 
 
-@dataclass(frozen=True)
-class ResolvedSplit:
-    """The split a run uses, and how it was made (for its record)."""
-    indices: dict[str, np.ndarray]  # sample indices (ascending) of each non-empty split, in spec.splits order
-    path: Path                      # the split file
-    sha256: str
-    method: str | None              # None: read from a split file the user gave
-    seed: int | None
-    papers: bool | None             # whether it is the paper's split; None for a given file (not known)
-    description: str                # e.g. "method 'stratified', seed 0 (NOT the paper's split, ...)"
-
-
-def describe_method(spec: DatasetSpec, method: str, seed: int | None) -> str:
-    """How a split was made, saying whether it is the paper's split."""
-    text = f"method '{method}'" + ("" if seed is None else f", seed {seed}")
-    if is_papers_split(spec, method, seed):
-        return text + " (the paper's split)"
-    if spec.paper_split == "none":
-        return text + f" (the paper did not use {spec.name})"
-    if spec.name in PAPER_SPLIT_FILES:
-        return text + f" (NOT the paper's split, which is the published {PAPER_SPLIT_FILES[spec.name][0]})"
-    return text + " (NOT the paper's split)"
-
-
-def split_indices(assignment: np.ndarray, spec: DatasetSpec) -> dict[str, np.ndarray]:
-    """Sample indices (ascending) of each split in spec.splits order; splits with no samples are left out."""
-    assignment = np.asarray(assignment, dtype=object)
-    indices = {name: np.flatnonzero(assignment == name) for name in spec.splits}
-    return {name: rows for name, rows in indices.items() if len(rows)}
-
-
-def _remake_command(samples: Samples, method: str, seed: int | None) -> str:
-    seed_flag = "" if method == "official" or seed is None else f" --seed {seed}"
-    return f"python splits.py {samples.name} --root {samples.root} --method {method}{seed_flag}"
-
-
-def resolve(samples: Samples, split_file: str | Path | None = None, method: str | None = None,
-            seed: int | None = None, out_dir: str | Path = "splits") -> ResolvedSplit:
-    """The split train.py uses. With `split_file`, it is read and checked. Without, the split of `method`
-    (default_method when None) is made and written to out_dir; an existing file of that name must hold the same
-    bytes. HPA without a split file stops with PaperSplitFileNeeded, which names the file and how to import it."""
-    if split_file is not None:
-        assignment = read_split_file(split_file, samples)
-        return ResolvedSplit(split_indices(assignment, samples.spec), Path(split_file), sha256_file(split_file),
-                             None, None, None, f"split file {split_file} as given")
-    method = method or default_method(samples.spec)
-    assignment = make_split(samples, method, seed)
-    seed = method_seed(samples.spec, method, seed)
-    path = default_split_path(samples.name, method, seed, out_dir)
-    sha = write_or_check(path, render_split_file(samples, assignment), _remake_command(samples, method, seed))
-    return ResolvedSplit(split_indices(assignment, samples.spec), path, sha, method, seed,
-                         is_papers_split(samples.spec, method, seed), describe_method(samples.spec, method, seed))
-
-
-def resolve_split(samples: Samples, split_file: str | Path | None = None, method: str | None = None,
-                  seed: int | None = None, out_dir: str | Path = "splits") -> tuple[dict[str, np.ndarray], Path, str]:
-    """resolve()'s (sample indices per split, split file path, its SHA-256)."""
-    resolved = resolve(samples, split_file, method, seed, out_dir)
-    return resolved.indices, resolved.path, resolved.sha256
-
-
-def train_on_all(indices: dict[str, np.ndarray], spec: DatasetSpec) -> dict[str, np.ndarray]:
-    """The split of a final model (train.py --train-on all): the training and selection splits together form the
-    training split, and no selection split is left; other splits (a report split, CCT-20's trans_*) stay as given."""
-    train, selection = spec.splits[0], spec.selection_split
-    merged = np.union1d(indices.get(train, np.array([], np.int64)), indices.get(selection, np.array([], np.int64)))
-    return {train: merged.astype(np.int64), **{name: rows for name, rows in indices.items()
-                                               if name not in (train, selection)}}
-
-
-def with_extra_training(indices: dict[str, np.ndarray], spec: DatasetSpec, first: int, count: int
-                        ) -> dict[str, np.ndarray]:
-    """`indices` with samples first .. first + count - 1 added to the training split: the samples of an extra
-    dataset appended by data.concatenate(primary, extra), for which first = len(primary), count = len(extra)."""
-    train = spec.splits[0]
-    extra = np.arange(first, first + count, dtype=np.int64)
-    own = indices.get(train, np.array([], np.int64))
-    if np.intersect1d(own, extra).size:
-        raise ValueError(f"samples {first}..{first + count - 1} are already in the training split")
-    return {train: np.concatenate([own, extra]), **{name: rows for name, rows in indices.items() if name != train}}
-
-
-def count_table(samples: Samples, assignment: np.ndarray) -> str:
-    """Per-class counts (multi-label: samples carrying the label) per split, and the split sizes."""
-    indices = split_indices(assignment, samples.spec)
-    labels = samples.labels
-    width = max(len(f"{k} {name}") for k, name in enumerate(samples.class_names)) + 2
-    lines = ["class".ljust(width) + "".join(f"{name:>10}" for name in indices)]
-    for k, name in enumerate(samples.class_names):
-        counts = [int(labels[rows, k].sum()) if labels.ndim == 2 else int((labels[rows] == k).sum())
-                  for rows in indices.values()]
-        lines.append(f"{k} {name}".ljust(width) + "".join(f"{c:>10}" for c in counts))
-    lines.append("total".ljust(width) + "".join(f"{len(rows):>10}" for rows in indices.values()))
-    return "\n".join(lines)
-
-
-def split_dataset(dataset: str, root: Path | None, method: str | None, seed: int | None, from_file: Path | None,
-                  out: Path | None, **options) -> str:
-    """What the command line does: make or import the split, write the file, and return the summary to print.
-
-    `options` go to open_dataset (HPA: composite_dir).
-    """
-    spec = get_spec(dataset)
-    samples = open_dataset(dataset, root, **options)
-    if from_file is not None:
-        if seed is not None:
-            raise errors.UsageError("--seed does not apply to an imported split file")
-        assignment = read_split_file(from_file, samples)
-        described = f"imported from {from_file}"
-        out = out or Path("splits") / f"{spec.name}-from-{from_file.stem}.csv"
-        remake = f"python splits.py {spec.name} --root {samples.root} --from {from_file}"
-    else:
-        method = method or default_method(spec)
-        assignment = make_split(samples, method, seed)
-        seed = method_seed(spec, method, seed)
-        described = describe_method(spec, method, seed)
-        out = out or default_split_path(spec.name, method, seed)
-        remake = _remake_command(samples, method, seed)
-    sha = write_or_check(out, render_split_file(samples, assignment), remake)
-    return "\n".join([describe(samples), f"split: {described}", f"split file {out}  sha256 {sha}",
-                      count_table(samples, assignment)])
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+def build_parser():
+    parser = cli.parser(__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=sorted(REGISTRY), help="which dataset to split")
     parser.add_argument("--root", type=Path, default=None,
                         help="the dataset's folder; datasets/<dataset> when not given")
@@ -177,8 +28,7 @@ def main() -> None:
                      help="how to split; when not given, paper where splits.py reproduces it (HPA: import its file "
                           "with --from), official for CCT-20 and CIFAR-10, else stratified")
     how.add_argument("--from", dest="from_file", type=Path, default=None,
-                     help="import this split file (id,label,split or HPA's Id,Target,Split) after checking it"
-                         )
+                     help="import this split file (id,label,split or HPA's Id,Target,Split) after checking it")
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed; the paper's for paper, 0 for stratified when not given (a different seed "
                              "for paper no longer reproduces the paper)")
@@ -186,14 +36,18 @@ def main() -> None:
                         help="where to write the split file; splits/<dataset>-<method>[-seed<seed>].csv (imports: "
                              "splits/<dataset>-from-<file name>.csv) when not given")
     parser.add_argument("--composite-dir", type=Path, default=None,
-                        help="HPA only: the pre-composited <Id>.png images, when the stain files are not kept"
-                            )
-    args = parser.parse_args()
+                        help="HPA only: the pre-composited <Id>.png images, when the stain files are not kept")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.composite_dir is not None and args.dataset != "hpa":
         parser.error("--composite-dir applies to hpa only")
     options = {"composite_dir": args.composite_dir} if args.composite_dir is not None else {}
     print(split_dataset(args.dataset, args.root, args.method, args.seed, args.from_file, args.out, **options))
+    return 0
 
 
 if __name__ == "__main__":

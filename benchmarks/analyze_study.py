@@ -32,11 +32,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the toolkit's modules live at the repository root
 
-import cli  # noqa: E402
 import metrics  # noqa: E402
-import models  # noqa: E402
-import records  # noqa: E402
+from common import (
+    cli,  # noqa: E402
+    fileio,  # noqa: E402
+    provenance,  # noqa: E402
+    runrecord,  # noqa: E402
+)
 from data import REGISTRY  # noqa: E402
+from nets import registry  # noqa: E402
 
 # (evaluated split, its size) of each dataset: the selection split first
 SPLIT_SIZES = {"cct20": {"cis_val": 3484, "cis_test": 15827}, "aptos": {"val": 733},
@@ -73,7 +77,7 @@ def run_config(dataset: str, model: str, optimizer: str, schedule: str, lr: floa
     return {"augment": "paper", "batch_size": 128, "cache": "auto", "cache_dir": "cache", "channels": "rgb",
             "channels_last": "auto", "compile": False, "composite_dir": None, "dataset": dataset,
             "epochs": spec.epochs, "eval_splits": [], "head": "classification",
-            "img_size": models.input_size(model, dataset), "label_smoothing": 0.0, "log_with": "none", "lr": lr,
+            "img_size": registry.input_size(model, dataset), "label_smoothing": 0.0, "log_with": "none", "lr": lr,
             "milestones": list(spec.step_milestones), "model": model, "optimizer": optimizer, "out": "runs",
             "pool": "avg", "precision": "auto", "root": f"datasets/{dataset}", "schedule": schedule, "seed": 0,
             "skip_bad_images": False, "split_file": f"splits/{dataset}.csv", "split_method": None,
@@ -87,20 +91,20 @@ def run_id(config: dict) -> str:
             f"-lr{config['lr']:g}-wd{config['wd']:g}-paper-s0-{digest}")
 
 
-def record(config: dict, entry: models.ModelEntry, status: str, best_metrics: dict | None, splits: dict,
+def record(config: dict, entry: registry.ModelEntry, status: str, best_metrics: dict | None, splits: dict,
            rng: np.random.Generator) -> dict:
     """A run record as train.py writes it."""
     spec, rid = REGISTRY[config["dataset"]], run_id(config)
-    epochs = config["epochs"] if status != "diverged" else 3
+    epochs = config["epochs"] if status != runrecord.DIVERGED else 3
     history = [{"epoch": e, "lr": config["lr"], "train_loss": float(rng.uniform(0.1, 2)), "seconds": 100.0,
                 "images_per_s": 1000.0, **{k: float(v * rng.uniform(0.9, 1.0)) for k, v in (best_metrics or {}).items()}}
                for e in range(1, epochs + 1)]
     best = {"epoch": int(rng.integers(1, epochs + 1)), "metrics": best_metrics} if best_metrics else None
-    error = {"failed": "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB | see the log",
-             "diverged": "non-finite loss at step 17"}.get(status)
+    error = {runrecord.FAILED: "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB | see the log",
+             runrecord.DIVERGED: "non-finite loss at step 17"}.get(status)
     return {
-        "schema_version": records.SCHEMA_VERSION, "run_id": rid, "status": status, "error": error,
-        "diverged_epoch": 3 if status == "diverged" else None, "config": config,
+        "schema_version": runrecord.SCHEMA_VERSION, "run_id": rid, "status": status, "error": error,
+        "diverged_epoch": 3 if status == runrecord.DIVERGED else None, "config": config,
         "dataset": {"name": spec.name, "task": spec.task, "metric": spec.metric, "num_classes": spec.num_classes,
                     "class_names": [str(c) for c in range(spec.num_classes)], "selection_split": spec.selection_split,
                     "report_split": spec.report_split, "split_file": config["split_file"],
@@ -113,9 +117,9 @@ def record(config: dict, entry: models.ModelEntry, status: str, best_metrics: di
                   "weights_loaded": f"imagenet:{entry.weights_tag}", "weights_tag": entry.weights_tag},
         "precision": "bf16", "num_processes": 1, "cache": {split: None for split in ["train", *splits]},
         "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T05:00:00+00:00",
-        "versions": records.library_versions(), "git_commit": "0" * 40, "command": f"train.py --dataset {spec.name}",
+        "versions": provenance.library_versions(), "git_commit": "0" * 40, "command": f"train.py --dataset {spec.name}",
         "history": history, "best": best,
-        "predictions": {split: f"{rid}/predictions-{split}.npz" for split in splits} if best else {},
+        "predictions": {split: runrecord.RunFiles(".", rid).predictions_entry(split) for split in splits} if best else {},
         "skipped_bad_images": 0, "bad_image_ids": [],
     }
 
@@ -123,7 +127,7 @@ def record(config: dict, entry: models.ModelEntry, status: str, best_metrics: di
 def generate(folder: Path, seed: int) -> int:
     """Write the study into `folder`; returns the number of records."""
     rng = np.random.default_rng(seed)
-    testbed = [entry for entry in models.REGISTRY.values() if entry.group == "testbed"]
+    testbed = [entry for entry in registry.REGISTRY.values() if entry.group == "testbed"]
     count = 0
     for dataset, splits in SPLIT_SIZES.items():
         spec = REGISTRY[dataset]
@@ -132,34 +136,34 @@ def generate(folder: Path, seed: int) -> int:
             arrays = {split: predictions(rng, spec.task, spec.num_classes, n, skill) for split, n in splits.items()}
             labels, scores = arrays[spec.selection_split]
             thresholds = metrics.fit_decision(spec.task, labels, scores, spec.num_classes)
-            best_metrics = {f"{split}_{name}": value for split, (y, s) in arrays.items()
+            best_metrics = {runrecord.metric_key(split, name): value for split, (y, s) in arrays.items()
                             for name, value in metrics.score(spec.task, y, s, thresholds, spec.num_classes).items()}
             best_config = int(rng.integers(len(GRID)))
             links: dict[str, list[Path]] = {}  # split -> prediction files of the other configurations
             for index, hparams in enumerate(GRID):
                 config = run_config(dataset, entry.name, *hparams)
                 draw = rng.random()
-                status = "complete" if index == best_config or draw > FAILED_SHARE + DIVERGED_SHARE else \
-                    "failed" if draw < FAILED_SHARE else "diverged"
+                status = runrecord.COMPLETE if index == best_config or draw > FAILED_SHARE + DIVERGED_SHARE else \
+                    runrecord.FAILED if draw < FAILED_SHARE else runrecord.DIVERGED
                 worse = {k: v - float(rng.uniform(0.001, 0.1)) for k, v in best_metrics.items()}
                 run = record(config, entry, status, (best_metrics if index == best_config else worse)
-                             if status == "complete" else None, splits, rng)
+                             if status == runrecord.COMPLETE else None, splits, rng)
                 for split, relative in run["predictions"].items():
                     path = folder / relative
                     path.parent.mkdir(parents=True, exist_ok=True)
                     if index == best_config:
                         y, s = arrays[split]
-                        records.write_predictions(path, [f"{dataset}-{i}" for i in range(len(y))], y, s, thresholds,
+                        runrecord.write_predictions(path, [f"{dataset}-{i}" for i in range(len(y))], y, s, thresholds,
                                                   spec.task)
                     else:
                         links.setdefault(split, []).append(path)
-                records.atomic_write_json(folder / f"{run['run_id']}.json", run)
+                fileio.atomic_write_json(folder / f"{run['run_id']}.json", run)
                 count += 1
             # the other configurations' prediction files: hard links to the best's (never read by analyze.py)
             best_id = run_id(run_config(dataset, entry.name, *GRID[best_config]))
             for split, paths in links.items():
                 for path in paths:
-                    os.link(folder / best_id / f"predictions-{split}.npz", path)
+                    os.link(runrecord.RunFiles(folder, best_id).predictions(split), path)
     return count
 
 
@@ -206,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     count = ensure_study(args.study, args.seed)
-    print(f"machine: {records.cpu_name()}, {os.cpu_count()} CPUs; python {platform.python_version()}, "
+    print(f"machine: {provenance.cpu_name()}, {os.cpu_count()} CPUs; python {platform.python_version()}, "
           f"numpy {np.__version__}")
     print(f"analyze.py on {count} records ({args.study}):")
     results = []

@@ -26,9 +26,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # metrics.py lives at the repository root
-import cli  # noqa: E402
 import metrics  # noqa: E402
-import records  # noqa: E402
+from common import (
+    cli,  # noqa: E402
+    provenance,  # noqa: E402
+)
 
 
 def binary_predictions(rng: np.random.Generator, n: int, prevalence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                                              seed=args.seed))),
         ]
 
-    print(f"machine: {records.cpu_name()}, {os.cpu_count()} CPUs reported, "
+    print(f"machine: {provenance.cpu_name()}, {os.cpu_count()} CPUs reported, "
           f"python {platform.python_version()}, numpy {np.__version__}, BLAS threads 1")
     print(f"{args.n_boot} bootstrap resamples, best of {args.repeats}:")
     for name, run in cases:

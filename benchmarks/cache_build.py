@@ -34,10 +34,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from anywhere: the toolkit's modules
 
-from cli import usable_cores  # noqa: E402
+from common.cli import usable_cores  # noqa: E402
+from common.provenance import cpu_name  # noqa: E402
 from data import CASSAVA_DISEASES, open_dataset  # noqa: E402
 from data.synthetic import class_image, write_fixture, write_image  # noqa: E402
-from records import cpu_name  # noqa: E402
 
 RATE = re.compile(r"built (\d+) images in ([\d.]+) s: (\d+) images/s")
 
@@ -64,7 +64,7 @@ def write_dataset(root: Path, images: int, size: tuple[int, int], workers: int) 
     paths = sorted((root / "train_images").iterdir())
     with ProcessPoolExecutor(max(1, workers)) as pool:
         list(pool.map(write_photo, [(path, seed, *size) for seed, path in enumerate(paths)], chunksize=16))
-    (root / "complete").write_text(f"{images} {size[0]}x{size[1]}\n")
+    (root / "ready").write_text(f"{images} {size[0]}x{size[1]}\n")
     print(f"wrote {images} JPEGs of {size[0]}x{size[1]} to {root} in {time.perf_counter() - started:.0f} s")
 
 
@@ -105,7 +105,7 @@ def main() -> None:
     size = (args.width, args.height)
 
     root = args.data / f"cassava-{args.images}-{size[0]}x{size[1]}"
-    if not (root / "complete").exists():
+    if not (root / "ready").exists():
         shutil.rmtree(root, ignore_errors=True)
         write_dataset(root, args.images, size, args.workers)
     samples = open_dataset("cassava", root)

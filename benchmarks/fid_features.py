@@ -21,14 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: fid.py is one folder up
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: the toolkit is one folder up
 
-import fid  # noqa: E402
-from fidinputs import ImageSet  # noqa: E402
-from frechet import FeatureStats, frechet_distance  # noqa: E402
-from inception import DIMS, load_inception  # noqa: E402
-from cli import HelpFormatter, usable_cores  # noqa: E402
-from records import cpu_name  # noqa: E402
+from common.cli import HelpFormatter, usable_cores  # noqa: E402
+from common.provenance import cpu_name  # noqa: E402
+from frechet import DIMS  # noqa: E402
+from frechet.distance import FeatureStats, frechet_distance  # noqa: E402
+from frechet.features import compute_statistics, resolve_device  # noqa: E402
+from frechet.inception import load_inception  # noqa: E402
+from frechet.inputs import ImageSet  # noqa: E402
 
 
 @dataclass
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=32, help="images to time (after one warm-up batch)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     parser.add_argument("--workers", type=int, default=min(8, usable_cores()), help="DataLoader processes")
-    parser.add_argument("--device", default=fid.default_device(), help="torch device (cuda when available)")
+    parser.add_argument("--device", default="auto", help="torch device (auto: cuda when available)")
     parser.add_argument("--image-size", type=int, nargs=2, default=(375, 500), metavar=("HEIGHT", "WIDTH"),
                         help="size of the generated images (375 x 500 is a typical ImageNet photo)")
     parser.add_argument("--dims", type=int, default=2048, choices=DIMS, help="feature block (2048 = pool3)")
@@ -63,18 +64,19 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true",
                         help="also time float16 autocast (CUDA) and print how much it changes mu, sigma and the FID")
     args = parser.parse_args()
+    device = resolve_device(args.device)
 
     height, width = args.image_size
     pool = np.random.default_rng(0).integers(0, 256, (min(args.count, 64), height, width, 3), dtype=np.uint8)
     source = RandomImages(pool)
     model, weights = load_inception(args.weights, args.dims)
-    print(f"machine: {machine_name(args.device)}; torch {torch.__version__}; weights {weights['id']}")
+    print(f"machine: {machine_name(device)}; torch {torch.__version__}; weights {weights['id']}")
 
     def run(count: int, amp: bool) -> tuple[FeatureStats, float]:
         images = ImageSet("benchmark", source.read, np.arange(count), {})
         start = time.perf_counter()
-        stats = fid.compute_statistics(images, model, args.batch_size, args.device, args.workers, amp)
-        if torch.device(args.device).type == "cuda":
+        stats = compute_statistics(images, model, args.batch_size, device, args.workers, amp)
+        if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         return stats, time.perf_counter() - start
 
@@ -85,7 +87,7 @@ def main() -> None:
         results[amp] = stats
         print(f"{'float16 autocast' if amp else 'float32'}: {args.count} images of {height}x{width} in "
               f"{seconds:.1f} s = {args.count / seconds:.1f} images/s (batch {args.batch_size}, "
-              f"{args.workers} workers, dims {args.dims}, {args.device})")
+              f"{args.workers} workers, dims {args.dims}, {device})")
     if args.amp:
         exact, half = results[False], results[True]
         print(f"float16 vs float32: mu changes by {relative_change(half.mu, exact.mu):.2e}, sigma by "

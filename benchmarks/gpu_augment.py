@@ -7,7 +7,7 @@ Measured in one process on synthetic cached images (the cache's train variant: s
 img_size), aspect ratios 4:3, 3:4, 1:1 and 16:9 in turn, photo-like pixels held in memory):
   worker side, one process (a DataLoader worker's share of the work, without the loader's own overheads):
     CPU path     engine.SampleDataset with transforms.train_transform(..., "paper") + engine.collate: today's
-    regions      gpu_augment.RegionSampler + collate_regions: draws, slices and pads, no resampling
+    regions      gpu.RegionSampler + collate_regions: draws, slices and pads, no resampling
   device side, on --device:
     resized_crops to float32 and to uint8, from a batch already there
     the same to uint8 including the copy of the padded uint8 regions from pinned host memory (CUDA only)
@@ -27,13 +27,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the toolkit's modules
 
-import cache  # noqa: E402
-import engine  # noqa: E402
-import errors  # noqa: E402
-import gpu_augment  # noqa: E402
-import transforms  # noqa: E402
-from data import REGISTRY, Samples, get_spec  # noqa: E402
 from input_pipeline import machine_description  # noqa: E402  (benchmarks/ is this script's own folder)
+
+import cache  # noqa: E402
+from augment import (
+    gpu,  # noqa: E402
+    transforms,  # noqa: E402
+)
+from common import errors  # noqa: E402
+from data import REGISTRY, Samples, get_spec  # noqa: E402
+from training import engine  # noqa: E402
 
 ASPECTS = (4 / 3, 3 / 4, 1.0, 16 / 9)  # width / height of the synthetic images, in turn
 
@@ -113,19 +116,19 @@ def main(argv: list[str] | None = None) -> int:
         [dataset[(step, i % len(images))] for i in range(n)]), n, args.warmup, args.steps)
     print(f"worker side, CPU path (crop + resize + flips): {cpu_path:9.1f} images/s per process")
 
-    sampler = gpu_augment.RegionSampler(pipeline)
-    regions = images_per_second(lambda step: gpu_augment.collate_regions(
+    sampler = gpu.RegionSampler(pipeline)
+    regions = images_per_second(lambda step: gpu.collate_regions(
         [sampler(images[i % len(images)], seed_of(step, i)) for i in range(n)]), n, args.warmup, args.steps)
     print(f"worker side, regions (draw + slice + pad):     {regions:9.1f} images/s per process "
           f"({regions / cpu_path:.1f}x)")
 
-    batches = [gpu_augment.collate_regions([sampler(images[i % len(images)], seed_of(step, i)) for i in range(n)])
+    batches = [gpu.collate_regions([sampler(images[i % len(images)], seed_of(step, i)) for i in range(n)])
                for step in range(4)]
     print(f"padded regions: {batches[0]['regions'].shape[2]} x {batches[0]['regions'].shape[3]} max, "
           f"{batches[0]['regions'].numel() / 2**20:.1f} MiB per batch")
     on_device = [{k: v.to(device) for k, v in batch.items()} for batch in batches]
     for out_dtype in (torch.float32, torch.uint8):
-        rate = images_per_second(lambda step: gpu_augment.resized_crops(
+        rate = images_per_second(lambda step: gpu.resized_crops(
             on_device[step % 4]["regions"], on_device[step % 4]["sizes"], on_device[step % 4]["flips"],
             args.img_size, out_dtype=out_dtype), n, args.warmup, args.steps, sync)
         print(f"device side on {device.type}, resized_crops to {str(out_dtype).removeprefix('torch.'):7}: "
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def copy_and_resize(step: int) -> torch.Tensor:
             batch = {k: v.to(device, non_blocking=True) for k, v in pinned[step % 4].items()}
-            return gpu_augment.resized_crops(batch["regions"], batch["sizes"], batch["flips"], args.img_size,
+            return gpu.resized_crops(batch["regions"], batch["sizes"], batch["flips"], args.img_size,
                                              out_dtype=torch.uint8)
 
         rate = images_per_second(copy_and_resize, n, args.warmup, args.steps, sync)

@@ -6,7 +6,7 @@ training it saves: measured on the offline fixtures.
 
 1. Plans and runs the full grid (grid.py plan + grid.py run, every configuration to the last epoch) for each dataset
    x model: random weights, small inputs, on scikit-learn's digits and on data/synthetic.py's fixtures.
-2. Replays the halving on those records for each factor K (grid_halving.halving_outcome): since a paused and resumed
+2. Replays the halving on those records for each factor K (sweep/halving.halving_outcome): since a paused and resumed
    run equals an uninterrupted one, the configurations halving keeps at each rung and the one it finally selects are
    exactly what `grid.py run --halving K` would get. --verify runs one group with --halving for real and checks it.
 3. Prints, per group and in total, whether halving selects the full grid's configuration, the selection metric of
@@ -22,11 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import cli  # noqa: E402
-import records  # noqa: E402
+from common import (
+    cli,  # noqa: E402
+    fileio,  # noqa: E402
+)
+from common.choice import best_of  # noqa: E402
+from common.runrecord import COMPLETE, best_value  # noqa: E402
 from data.synthetic import write_fixture  # noqa: E402
-from grid_halving import halving_outcome  # noqa: E402
-from grid_state import best_value, read_manifest, read_record  # noqa: E402
+from sweep.halving import halving_outcome  # noqa: E402
+from sweep.state import read_manifest, read_record  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         entries = plan_and_run(work, first["dataset"], [first["model"]], options, "manifests/verify.jsonl",
                                "runs-halving", "--halving", str(first["factor"]))
         halved = {e.run_id: read_record(e) for e in entries}
-        complete = sorted(run_id for run_id, record in halved.items() if record["status"] == "complete")
-        choice = max(complete, key=lambda run_id: best_value(halved[run_id]), default="no complete run")
+        complete = sorted(run_id for run_id, record in halved.items() if record["status"] == COMPLETE)
+        choice = best_of(complete, lambda run_id: best_value(halved[run_id]), order=str) or "no complete run"
         trained = sum(len(record["history"]) for record in halved.values())
         same_histories = all(abs(a[k] - b[k]) < 1e-6 for run_id in complete
                              for a, b in zip(halved[run_id]["history"], found_all[run_id]["history"])
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(compared) < len(chosen):
             print(f"  {len(chosen) - len(compared)} group(s) without a complete run in the full grid or among "
                   "halving's survivors ('-' above): left out of the loss")
-    records.atomic_write_json(work / "halving.json", rows)
+    fileio.atomic_write_json(work / "halving.json", rows)
     return 0
 
 

@@ -41,11 +41,13 @@ from torchvision import transforms as tv
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: the toolkit's modules
 
 import cache  # noqa: E402
-import cli  # noqa: E402
-import engine  # noqa: E402
-import records  # noqa: E402
-import transforms  # noqa: E402
+from augment import transforms  # noqa: E402
+from common import (
+    cli,  # noqa: E402
+    provenance,  # noqa: E402
+)
 from data import Samples, get_spec  # noqa: E402
+from training import engine  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NUM_CLASSES = 15  # CCT-20's, whose originals the default size imitates
@@ -54,7 +56,7 @@ JPEG_QUALITY = 90  # a camera's JPEG
 
 def machine_description(device: torch.device) -> str:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
-    return (f"CPU {records.cpu_name()}, {os.cpu_count()} cores ({cli.usable_cores()} usable); GPU {gpu}; "
+    return (f"CPU {provenance.cpu_name()}, {os.cpu_count()} cores ({cli.usable_cores()} usable); GPU {gpu}; "
             f"torch {torch.__version__}")
 
 

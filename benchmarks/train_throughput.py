@@ -6,7 +6,7 @@
 
 Measured in one run on this machine, in images/s:
   (a) the model alone: forward, loss, backward and optimizer step on a uint8 batch already on the device, with
-      train.py's own pieces (networks.create_model, trainrun.build_optimizer, engine.Outputs, engine.to_model_input,
+      train.py's own pieces (networks.create_model, run.build_optimizer, engine.Outputs, engine.to_model_input,
       the same precision and memory format): the ceiling no input pipeline can beat;
   (b) train.py end to end: `train.main(...)` on a synthetic Cassava-layout dataset (hard-linked copies of a few
       hundred photo-like JPEGs) read through a prepared cache, --steps training steps per epoch, 3 epochs; the rate
@@ -29,14 +29,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: the toolkit's modules
 
-import cli  # noqa: E402
-import engine  # noqa: E402
-import trainrun  # noqa: E402
-import models  # noqa: E402
-import networks  # noqa: E402
-import records  # noqa: E402
 import train  # noqa: E402
+from common import (
+    cli,  # noqa: E402
+    fileio,  # noqa: E402
+    provenance,  # noqa: E402
+)
 from data.synthetic import write_fixture  # noqa: E402
+from nets import (
+    networks,  # noqa: E402
+    registry,  # noqa: E402
+)
+from training import (
+    engine,  # noqa: E402
+    run,  # noqa: E402
+)
 
 DISTINCT_IMAGES_PER_CLASS = 40
 
@@ -74,7 +81,7 @@ def model_alone(args, model_name: str, img_size: int, compile_model: bool) -> fl
         model = model.to(memory_format=torch.channels_last)
     if compile_model:
         model = torch.compile(model)
-    optimizer = trainrun.build_optimizer(model.parameters(), {"optimizer": "sgd", "lr": 0.01, "wd": 1e-4})
+    optimizer = run.build_optimizer(model.parameters(), {"optimizer": "sgd", "lr": 0.01, "wd": 1e-4})
     model, optimizer = accelerator.prepare(model, optimizer)
     outputs = engine.Outputs("multiclass")
     images = torch.randint(0, 256, (args.batch_size, 3, img_size, img_size), dtype=torch.uint8, device=device)
@@ -83,7 +90,7 @@ def model_alone(args, model_name: str, img_size: int, compile_model: bool) -> fl
 
     def step() -> None:
         with accelerator.autocast():
-            loss = outputs.loss(model(engine.to_model_input(images, models.IMAGENET_MEAN, models.IMAGENET_STD,
+            loss = outputs.loss(model(engine.to_model_input(images, registry.IMAGENET_MEAN, registry.IMAGENET_STD,
                                                             channels_last)), labels)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
@@ -114,7 +121,7 @@ def end_to_end(args, model_name: str, root: Path, work: Path, compile_model: boo
         argv.append("--compile")
     if train.main(argv) != 0:
         raise SystemExit(f"train.py {' '.join(argv)} did not complete")
-    found = [records.read_json(p) for p in out.glob("*.json")]
+    found = [fileio.read_json(p) for p in out.glob("*.json")]
     later = [entry["images_per_s"] for record in found for entry in record["history"][1:]]
     return sum(later) / len(later), found[0].get("input_path", "cpu")
 
@@ -137,7 +144,7 @@ def write_split(root: Path, path: Path, train_images: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = cli.parser(__doc__.split("\n\n")[0])
     p.add_argument("--model", nargs="+", default=["resnet50"], help="registry or timm model names")
-    p.add_argument("--img-size", type=int, default=None, help="input size; by default models.input_size for Cassava (256, 224 for DeiT)")
+    p.add_argument("--img-size", type=int, default=None, help="input size; by default registry.input_size for Cassava (256, 224 for DeiT)")
     p.add_argument("--batch-size", type=int, default=128, help="global batch size")
     p.add_argument("--steps", type=int, default=100, help="training steps per epoch in (b), and timed steps in (a)")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps before (a)")
@@ -152,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # train.main must not pick a GPU either
     width, height = (int(v) for v in args.originals.lower().split("x"))
-    device_name = records.runtime("cuda" if args.device == "cuda" else "cpu")["device_name"]
-    print(f"machine: {device_name}, {os.cpu_count()} CPU cores ({records.cpu_name()}); torch {torch.__version__}; "
+    device_name = provenance.runtime("cuda" if args.device == "cuda" else "cpu")["device_name"]
+    print(f"machine: {device_name}, {os.cpu_count()} CPU cores ({provenance.cpu_name()}); torch {torch.__version__}; "
           f"batch {args.batch_size}, {args.steps} steps/epoch, {args.workers} workers, precision {precision(args)}")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         root = write_dataset(work / "cassava", train_images + min(1000, train_images // 4), (height, width))
         write_split(root, work / "split.csv", train_images)
         for model_name in args.model:
-            img_size = models.input_size(model_name, "cassava", args.img_size)
+            img_size = registry.input_size(model_name, "cassava", args.img_size)
             for compiled in ([False, True] if args.compile else [False]):
                 a = model_alone(args, model_name, img_size, compiled)
                 b, path = end_to_end(args, model_name, root, work, compiled)
@@ -177,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{'':<22}  (c) {args.pack} packed: {c:8.0f} img/s per configuration ({c / b:.2f} of (b)), "
                           f"{c * args.pack:8.0f} img/s of training in all")
     if args.json:
-        records.atomic_write_json(args.json, {"machine": f"{device_name}, {os.cpu_count()} cores",
+        fileio.atomic_write_json(args.json, {"machine": f"{device_name}, {os.cpu_count()} cores",
                                               "device": device_name, "results": results})
     return 0
 

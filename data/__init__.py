@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-import errors
+from common import errors
 from data.images import BadImageError, read_image_files
 
 MAX_PROBLEMS_SHOWN = 10

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from data import DatasetSpec, Samples
-from data._checks import (duplicate_ids, load_json, parse_int, raise_if_problems, read_rows, require_dir,
-                          require_root)
+from data._checks import duplicate_ids, load_json, parse_int, raise_if_problems, read_rows, require_dir, require_root
 from data.images import check_image_files
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import errors
+from common import errors
 
 # Magic numbers of the formats the datasets ship; a file that starts otherwise is reported before training starts.
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
@@ -88,3 +88,37 @@ def _decode(path: Path, flags: int) -> np.ndarray:
     if image is None:
         raise BadImageError(path, "image cannot be decoded (corrupt or truncated file)")
     return image
+
+
+# Resizing: one definition, shared by the cache's workers and the evaluation transform
+
+def shrink(image: np.ndarray, short_side: int) -> np.ndarray:
+    """Shrink so that the short side is `short_side` (aspect ratio kept, antialiased); smaller images unchanged.
+
+    Sizes are rounded as albumentations' SmallestMaxSize rounds them, and INTER_AREA is what augment/transforms.py uses
+    whenever an image shrinks.
+    """
+    height, width = image.shape[:2]
+    if min(height, width) <= short_side:
+        return image
+    scale = short_side / min(height, width)
+    new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
+    resized = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_AREA)
+    return resized.reshape(new_height, new_width, image.shape[2])
+
+
+def resize_center_crop(image: np.ndarray, resize_size: int, crop_size: int) -> np.ndarray:
+    """augment.transforms.eval_transform without albumentations (which cache workers do not import): torchvision's
+    Resize(resize_size) + CenterCrop(crop_size). The short side becomes resize_size and the long side
+    int(resize_size * long / short), INTER_AREA when shrinking, bilinear otherwise; the crop's offset rounds half to
+    even. tests/test_cache.py checks that it equals transforms.eval_transform pixel for pixel."""
+    height, width = image.shape[:2]
+    short, long = min(height, width), max(height, width)
+    new_long = int(resize_size * long / short)
+    new_height, new_width = (resize_size, new_long) if height <= width else (new_long, resize_size)
+    interpolation = cv2.INTER_AREA if resize_size < short else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_width, new_height), interpolation=interpolation).reshape(
+        new_height, new_width, *image.shape[2:])
+    top = int(round((new_height - crop_size) / 2))
+    left = int(round((new_width - crop_size) / 2))
+    return resized[top:top + crop_size, left:left + crop_size]

@@ -23,9 +23,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from common.fileio import atomic_write_bytes, atomic_write_text
 from data import CASSAVA_DISEASES, CIFAR10_CLASSES, EUROSAT_CLASSES, REGISTRY
 from data.images import read_image_files
-from records import atomic_write_bytes, atomic_write_text
 
 DEFAULT_SIZE = (32, 32)  # (height, width) of generated images
 CCT20_CATEGORIES = {1: "opossum", 3: "raccoon", 5: "squirrel", 6: "bobcat", 7: "skunk", 8: "dog", 9: "coyote",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import records
+from common import fileio
 from data import open_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 def only_record(out: Path) -> dict:
     found = sorted(out.glob("*.json"))
     assert len(found) == 1, found
-    return records.read_json(found[0])
+    return fileio.read_json(found[0])
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ import subprocess
 import time
 from pathlib import Path
 
-
 MAX_ARRAY_SIZE = 4  # the cluster's MaxArraySize: small, so a test can see Slurm refuse a larger array (default 1001)
 
 

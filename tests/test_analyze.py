@@ -17,12 +17,9 @@ import pytest
 from scipy import stats
 
 import analyze
-import errors
-import figures
-import models
-import records
-import runrecords
-import trends
+from analysis import appendix_n, figures, pipeline, reading, trends
+from common import errors, fileio, runrecord
+from nets import registry
 
 N_BOOT = 200
 N_SAMPLES = 1000  # accuracy resolution 0.001
@@ -44,7 +41,7 @@ def write_run(folder, dataset, model, value, top1=None, optimizer="sgd", schedul
     scores[np.arange(N_SAMPLES), predicted] = 0.9
     accuracy = correct / N_SAMPLES
     record = {
-        "schema_version": records.SCHEMA_VERSION, "run_id": run_id, "status": status,
+        "schema_version": runrecord.SCHEMA_VERSION, "run_id": run_id, "status": status,
         "error": (error or "RuntimeError: CUDA out of memory") if status == "failed" else None,
         "diverged_epoch": 3 if status == "diverged" else None,
         "config": {"dataset": dataset, "model": model, "weights": weights, "optimizer": optimizer,
@@ -59,10 +56,10 @@ def write_run(folder, dataset, model, value, top1=None, optimizer="sgd", schedul
         record["best"] = {"epoch": 2, "metrics": {"val_accuracy": accuracy}}
         if predictions:
             record["predictions"] = {"val": f"{run_id}/predictions-val.npz"}
-            records.atomic_save_npz(folder / run_id / "predictions-val.npz", ids=np.arange(N_SAMPLES).astype(str),
+            fileio.atomic_save_npz(folder / run_id / "predictions-val.npz", ids=np.arange(N_SAMPLES).astype(str),
                                     labels=labels, scores=scores, thresholds=np.array([]),
                                     task=np.asarray("multiclass"))
-    records.atomic_write_json(folder / f"{run_id}.json", record)
+    fileio.atomic_write_json(folder / f"{run_id}.json", record)
     return accuracy
 
 
@@ -85,7 +82,7 @@ def linear_grid(folder, slopes, n_models=10, noise=0.004, seed=0):
 
 def run_analysis(folder, **options):
     options.setdefault("n_boot", N_BOOT)
-    return analyze.analyze([folder], **options)
+    return pipeline.analyze([folder], **options)
 
 
 def trend(analysis, dataset, subset="all", axes="linear"):
@@ -169,14 +166,14 @@ def test_ols_and_nested_f_tests_agree_with_statsmodels():
     rng = np.random.default_rng(0)
     imagenet, average = rng.normal(size=19), rng.normal(size=19)
     y = 0.3 * imagenet + 0.8 * average + rng.normal(0, 0.5, 19)
-    full = analyze.ols(y, np.column_stack([imagenet, average]))
-    restricted = analyze.ols(y, imagenet)
+    full = appendix_n.ols(y, np.column_stack([imagenet, average]))
+    restricted = appendix_n.ols(y, imagenet)
     sm_full = sm.OLS(y, sm.add_constant(np.column_stack([imagenet, average]))).fit()
     sm_restricted = sm.OLS(y, sm.add_constant(imagenet)).fit()
     np.testing.assert_allclose(full.coef, sm_full.params, rtol=0, atol=1e-8)
     np.testing.assert_allclose(restricted.coef, sm_restricted.params, rtol=0, atol=1e-8)
     assert full.r2 == pytest.approx(sm_full.rsquared, abs=1e-8)
-    ours = analyze.nested_f_test(restricted, full)
+    ours = appendix_n.nested_f_test(restricted, full)
     f_value, p_value, df_diff = sm_full.compare_f_test(sm_restricted)
     assert ours["F"] == pytest.approx(f_value, abs=1e-8) and ours["p"] == pytest.approx(p_value, abs=1e-8)
     assert ours["df_num"] == df_diff and ours["df_den"] == 16
@@ -319,7 +316,7 @@ def test_missing_predictions_and_mixed_settings_are_reported(tmp_path):
 
 def test_imagenet_top1_comes_from_models_py_and_unknown_models_are_left_out(tmp_path):
     models = pytest.importorskip("models")
-    name, entry = next((n, e) for n, e in models.REGISTRY.items() if e.imagenet_top1 is not None)
+    name, entry = next((n, e) for n, e in registry.REGISTRY.items() if e.imagenet_top1 is not None)
     write_run(tmp_path, "cassava", name, 0.8, top1=1.0)  # a wrong number in the record: models.py wins
     write_run(tmp_path, "cassava", "mystery", 0.7, top1=None)
     for i, t in enumerate((60.0, 65.0, 72.0)):
@@ -381,9 +378,9 @@ def test_appendix_n2_difference_test_equals_brute_force_resampling():
     others = [latent + rng.normal(0, 0.4, 19) for _ in range(4)]
     target = latent + rng.normal(0, 0.4, 19)
     indices = trends.model_resamples(19, 400, seed=5)
-    ours = analyze.spearman_difference(target, imagenet, others, indices)
+    ours = appendix_n.spearman_difference(target, imagenet, others, indices)
     np.testing.assert_allclose(ours, brute_force_difference(target, imagenet, others, indices), atol=1e-12)
-    result = analyze.difference_test(target, imagenet, others, n_boot=400, seed=5)
+    result = appendix_n.difference_test(target, imagenet, others, n_boot=400, seed=5)
     defined = ours[~np.isnan(ours)]
     assert result["p_difference"] == pytest.approx(np.mean(defined <= 0), abs=1e-15)
     assert result["n_boot_used"] == len(defined)
@@ -391,7 +388,7 @@ def test_appendix_n2_difference_test_equals_brute_force_resampling():
     assert result["difference"] == pytest.approx(stats.spearmanr(target, average).statistic
                                                  - stats.spearmanr(target, imagenet).statistic, abs=1e-12)
     # the average predicts this dataset far better than ImageNet: a small p; the other way round: a large one
-    assert result["p_difference"] < 0.05 < analyze.difference_test(target, latent + rng.normal(0, 0.1, 19),
+    assert result["p_difference"] < 0.05 < appendix_n.difference_test(target, latent + rng.normal(0, 0.1, 19),
                                                                    [rng.normal(size=19) for _ in range(4)],
                                                                    n_boot=400)["p_difference"]
 
@@ -419,7 +416,7 @@ def write_scored_run(folder, dataset, model, labels, scores, top1, lr, augment="
     spec = REGISTRY[dataset]
     run_id = f"{dataset}-{model}-lr{lr:g}-{augment}"
     scored = metrics.score(spec.task, labels, scores, None, spec.num_classes)
-    record = {"schema_version": records.SCHEMA_VERSION, "run_id": run_id, "status": "complete", "error": None,
+    record = {"schema_version": runrecord.SCHEMA_VERSION, "run_id": run_id, "status": "complete", "error": None,
               "diverged_epoch": None,
               "config": {"dataset": dataset, "model": model, "weights": "imagenet", "optimizer": "sgd",
                          "schedule": "cosine", "lr": lr, "wd": 1e-4, "augment": augment, "seed": 0},
@@ -428,9 +425,9 @@ def write_scored_run(folder, dataset, model, labels, scores, top1, lr, augment="
               "model": {"name": model, "imagenet_top1": top1, "params": None, "weights_loaded": "imagenet:x"},
               "best": {"epoch": 1, "metrics": {f"val_{k}": v for k, v in scored.items()}},
               "predictions": {"val": f"{run_id}/predictions-val.npz"}}
-    records.write_predictions(folder / run_id / "predictions-val.npz", np.arange(len(labels)).astype(str), labels,
+    runrecord.write_predictions(folder / run_id / "predictions-val.npz", np.arange(len(labels)).astype(str), labels,
                               scores, None, spec.task)
-    records.atomic_write_json(folder / f"{run_id}.json", record)
+    fileio.atomic_write_json(folder / f"{run_id}.json", record)
     return scored
 
 
@@ -469,6 +466,7 @@ def test_metric_flag_analyses_accuracy_of_aptos_and_melanoma_on_the_chosen_confi
 def test_hpa_is_reported_on_val_where_thresholds_are_chosen_with_test_val_beside_it(tmp_path):
     """A real train.py run on the HPA fixture: the paper reports HPA on val [4.3], test_val is an extra column."""
     from conftest import train
+
     from data.synthetic import write_fixture
     root = write_fixture("hpa", tmp_path / "hpa", per_class=3)
     runs, out = tmp_path / "runs", tmp_path / "reports"
@@ -521,7 +519,8 @@ def test_an_unknown_dataset_filter_names_it_and_the_datasets_present_without_a_t
 def test_the_analysis_modules_do_not_import_torch():
     import subprocess
     import sys
-    code = ("import sys, analyze, runrecords, selection, trends, figures, report; "
+    code = ("import sys, analyze, analysis.reading, analysis.selection, analysis.trends, analysis.figures, "
+            "analysis.report, analysis.pipeline, analysis.appendix_n; "
             "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=str(Path(analyze.__file__).parent))
@@ -535,7 +534,7 @@ def test_a_bad_predictions_file_is_named_and_the_other_models_keep_their_interva
     with np.load(bad) as arrays:
         saved = dict(arrays)
     saved["scores"][3, 0] = np.nan
-    records.atomic_save_npz(bad, **saved)
+    fileio.atomic_save_npz(bad, **saved)
     (truncated,) = tmp_path.glob("cassava-toy2-*/predictions-val.npz")
     truncated.write_bytes(truncated.read_bytes()[:100])
     analysis = run_analysis(tmp_path)
@@ -569,12 +568,12 @@ def test_compare_tabulates_the_best_configuration_per_setting_value(tmp_path):
 def test_clip_towers_are_drawn_apart_and_linear_probes_are_not_candidates(tmp_path):
     """Figure 8: CLIP (LP-FT) beside the ImageNet models' trend, not in it; LP-FT's probes are not candidates."""
     rng = np.random.default_rng(0)
-    testbed = {name: e.imagenet_top1 for name, e in models.REGISTRY.items() if e.group == "testbed"}
+    testbed = {name: e.imagenet_top1 for name, e in registry.REGISTRY.items() if e.group == "testbed"}
     for name, top1 in testbed.items():
         write_run(tmp_path, "cassava", name, 0.3 + 0.5 * top1 / 100 + rng.normal(0, 0.005))
     write_run(tmp_path, "cassava", "clip_vit_b16", 0.2, lp_ft_phase="finetune")
     write_run(tmp_path, "cassava", "clip_vit_b16", 0.99, lr=0.1, lp_ft_phase="probe")  # never chosen
-    result = analyze.analyze([tmp_path], n_boot=N_BOOT)
+    result = pipeline.analyze([tmp_path], n_boot=N_BOOT)
     (clip,) = [b for b in result.best if b.model == "clip_vit_b16"]
     assert clip.report_value == pytest.approx(0.2) and clip.group == "clip"
     assert any("linear-probe" in w for w in result.warnings)
@@ -592,7 +591,7 @@ def test_a_final_model_trained_on_all_data_is_named_not_compared(tmp_path):
     record = json.loads(path.read_text())
     record["dataset"]["selection_split"] = None
     path.write_text(json.dumps(record))
-    runs, warnings = runrecords.load_runs([tmp_path])
+    runs, warnings = reading.load_runs([tmp_path])
     assert runs == [] and "--train-on all" in warnings[0]
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import analyze
-import figures
-import models
-import trends
 from test_analyze import linear_grid, run_analysis, write_run
+
+from analysis import figures, pipeline, trends
+from nets import registry
 
 CLIP = ("clip_vit_b16", "clip_vit_l14")
 REASON = "CLIP: pretrained on image-text pairs, not ImageNet; Appendix N covers ImageNet models"
@@ -18,7 +16,7 @@ REASON = "CLIP: pretrained on image-text pairs, not ImageNet; Appendix N covers 
 
 def write_clip(folder, dataset, value):
     for name in CLIP:  # far below the ImageNet models' trend: any fit they entered would move
-        write_run(folder, dataset, name, value, params=models.REGISTRY[name].params, lp_ft_phase="finetune")
+        write_run(folder, dataset, name, value, params=registry.REGISTRY[name].params, lp_ft_phase="finetune")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +49,7 @@ def test_clip_is_left_out_of_the_size_fits(with_clip):
 
 def test_model_size_figure_draws_clip_apart_like_figure1(with_clip):
     _, top1, analysis = with_clip
-    drawn, _ = analyze.make_figures(analysis)
+    drawn, _ = pipeline.make_figures(analysis)
     for name in ("model-size", "figure1"):
         figure = drawn[name]()
         panels = [ax for ax in figure.axes if ax.has_data()]
@@ -70,7 +68,7 @@ def test_a_dataset_with_only_clip_models_gets_a_panel_without_a_fit(tmp_path):
     write_clip(tmp_path, "eurosat", 0.9)  # no ImageNet model ran eurosat: no fit there
     analysis = run_analysis(tmp_path, use_logit=True)
     assert {f["dataset"] for f in analysis.trends} == {"cassava"}
-    drawn, _ = analyze.make_figures(analysis)
+    drawn, _ = pipeline.make_figures(analysis)
     for name in ("figure1", "figure1-logit", "model-size"):
         figure = drawn[name]()
         panels = {ax.get_title(): ax for ax in figure.axes if ax.has_data()}

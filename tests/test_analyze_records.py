@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from test_analyze import run_analysis, write_run, write_scored_run
 
 import analyze
-import runrecords
-from test_analyze import run_analysis, write_run, write_scored_run
+from analysis import reading
 
 
 def halving_note(selected: bool) -> dict:
@@ -60,7 +60,7 @@ def test_runs_stopped_by_halving_are_one_note_not_warnings_or_missing(tmp_path, 
 def test_a_malformed_halving_field_is_named_and_the_file_skipped(tmp_path):
     write_run(tmp_path, "cassava", "toy0", 0.5, top1=70.0, status="paused")
     annotate(tmp_path, "toy0", 0.01, {"selected": "no"})
-    runs, warnings = runrecords.load_runs([tmp_path])
+    runs, warnings = reading.load_runs([tmp_path])
     assert runs == [] and len(warnings) == 1
     assert "field 'halving' is not an object with a true or false 'selected'; skipped" in warnings[0]
 
@@ -106,6 +106,6 @@ def test_older_and_newer_hpa_records_are_analysed_together(tmp_path):
         record["dataset"].update(task="multilabel", metric="macro_f1", num_classes=28, report_split=report_split)
         record["best"]["metrics"] = {"val_macro_f1": 0.4 + i / 100, "test_val_macro_f1": 0.3}
         path.write_text(json.dumps(record))
-    runs, warnings = runrecords.load_runs([folder])
+    runs, warnings = reading.load_runs([folder])
     assert len(runs) == 5 and not warnings
     assert {(r.report_split, r.extra_split) for r in runs} == {("val", "test_val")}

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 import cache
-import errors
-import models
-import splits
-import train
-from data import REGISTRY, open_dataset
+import imagecache
+from common import errors
+from data import REGISTRY, open_dataset, splits
+from nets import registry
+from training import options
+from training.config import resolve
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,40 +28,40 @@ def test_command_line_prepares_train_and_eval_splits_and_reports_its_rate(tmp_pa
     assert "digits train (train 16)" in out and "digits val (eval 16)" in out
     assert re.search(r"built \d+ images in [\d.]+ s: \d+ images/s \(in this process\)", out)
     indices, _, _ = splits.resolve_split(open_dataset("digits"))
-    assert cache.open_cache(open_dataset("digits"), indices["val"], cache.cache_settings(16, "eval"),
+    assert imagecache.open_cache(open_dataset("digits"), indices["val"], imagecache.cache_settings(16, "eval"),
                             "c")(indices["val"][0]).shape == (16, 16, 3)
     assert cache.main(["digits", "--img-size", "16", "--workers", "0", "--cache-dir", "c"]) == 0
     assert "every cache was already built" in capsys.readouterr().out
     with pytest.raises(errors.UsageError, match="--splits: .* has no split nosuch"):
         cache.main(["digits", "--splits", "nosuch", "--workers", "0", "--cache-dir", "c"])
-    with pytest.raises(models.UnknownModelError, match="resnet19"):
+    with pytest.raises(registry.UnknownModelError, match="resnet19"):
         cache.main(["digits", "--model", "resnet19", "--dry-run"])
 
 
 @pytest.mark.parametrize("dataset", sorted(REGISTRY))
 def test_the_size_cache_py_prepares_for_a_model_is_the_size_train_py_asks_for(dataset):
     parser = cache.build_parser()
-    for model in models.REGISTRY:
+    for model in registry.REGISTRY:
         args = parser.parse_args([dataset, "--model", model])
-        trains_at = train.resolve_config(train.build_parser().parse_args(["--dataset", dataset, "--model", model]))
-        evaluates_at = models.input_size(model, dataset, None)  # evaluate.py --model; runs: the record's, train.py's
-        assert cache.input_sizes(args.dataset, args.model, args.models, args.img_size) == \
-            [models.input_size(model, dataset)] == [trains_at["img_size"]] == [evaluates_at]
+        trains_at = resolve(options.parse(["--dataset", dataset, "--model", model]))
+        evaluates_at = registry.input_size(model, dataset, None)  # evaluate.py --model; runs: the record's, train.py's
+        assert imagecache.input_sizes(args.dataset, args.model, args.models, args.img_size) == \
+            [registry.input_size(model, dataset)] == [trains_at.img_size] == [evaluates_at]
         args = parser.parse_args([dataset, "--model", model, "--img-size", "300"])
-        if models.REGISTRY[model].fixed_input_size:
+        if registry.REGISTRY[model].fixed_input_size:
             with pytest.raises(errors.UsageError, match="only accepts"):
-                cache.input_sizes(args.dataset, args.model, args.models, args.img_size)
+                imagecache.input_sizes(args.dataset, args.model, args.models, args.img_size)
         else:
-            assert cache.input_sizes(args.dataset, args.model, args.models, args.img_size) == [300]
+            assert imagecache.input_sizes(args.dataset, args.model, args.models, args.img_size) == [300]
 
 
 def test_without_a_model_the_testbed_sizes_are_prepared():
-    testbed = [name for name, entry in models.REGISTRY.items() if entry.group == "testbed"]
+    testbed = [name for name, entry in registry.REGISTRY.items() if entry.group == "testbed"]
     assert len(testbed) == 19
-    assert cache.input_sizes("aptos") == [224, 256]  # DeiT at 224, the rest at the paper's 256
-    assert cache.input_sizes("eurosat") == [224]
-    assert cache.input_sizes("aptos", group="all") == sorted({models.input_size(m, "aptos") for m in models.REGISTRY})
-    assert cache.input_sizes("aptos", img_sizes=[320, 288, 320]) == [288, 320]
+    assert imagecache.input_sizes("aptos") == [224, 256]  # DeiT at 224, the rest at the paper's 256
+    assert imagecache.input_sizes("eurosat") == [224]
+    assert imagecache.input_sizes("aptos", group="all") == sorted({registry.input_size(m, "aptos") for m in registry.REGISTRY})
+    assert imagecache.input_sizes("aptos", img_sizes=[320, 288, 320]) == [288, 320]
 
 
 def test_a_cache_prepared_for_models_is_the_one_train_py_reads(tmp_path, monkeypatch, capsys):
@@ -74,8 +75,8 @@ def test_a_cache_prepared_for_models_is_the_one_train_py_reads(tmp_path, monkeyp
     assert not (tmp_path / "c").exists()
     assert cache.main(args) == 0
     for model in ("deit_tiny", "resnet18"):
-        reader = cache.reader_for(samples, val, models.input_size(model, "digits"), "eval", "auto", "c")
-        assert reader is not None and reader.info["settings"]["img_size"] == models.input_size(model, "digits")
+        reader = imagecache.reader_for(samples, val, registry.input_size(model, "digits"), "eval", "auto", "c")
+        assert reader is not None and reader.info["settings"]["img_size"] == registry.input_size(model, "digits")
 
 
 def test_help_shows_each_default_once():
@@ -107,6 +108,7 @@ def test_the_build_benchmark_runs_and_reports_both_rates(tmp_path):
 def test_cache_py_prepares_the_images_of_a_final_model_with_extra_training_data(tmp_path, monkeypatch):
     """APTOS + dr2015 on all labelled data (the Kaggle recipe): train.py --cache auto finds what cache.py built."""
     from conftest import train as run_train
+
     from data.synthetic import write_fixture
     aptos = write_fixture("aptos", tmp_path / "aptos", per_class=6)
     dr2015 = write_fixture("dr2015", tmp_path / "dr2015", per_class=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from test_report import assert_each_default_shown_once
 
 import analyze
 import cache
@@ -11,7 +12,6 @@ import evaluate
 import fid
 import grid
 import train
-from test_report import assert_each_default_shown_once
 
 
 def subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -30,7 +30,7 @@ def test_help_shows_each_default_once(script):
 
 
 def test_an_error_of_one_rank_is_reported_once_the_ranks_read_different_data(monkeypatch, capsys):
-    import errors
+    from common import errors
     monkeypatch.setattr(errors, "_every_rank", False)
     monkeypatch.setenv("RANK", "1")
     errors.report("train.py", errors.DataError("img/7.png: truncated"))
@@ -43,9 +43,10 @@ def test_an_error_of_one_rank_is_reported_once_the_ranks_read_different_data(mon
 def test_output_piped_into_head_ends_quietly(tmp_path):
     import subprocess
     import sys
+
     from conftest import REPO
     script = tmp_path / "many.py"
-    script.write_text("import errors\n"
+    script.write_text("from common import errors\n"
                       "def main():\n    for i in range(200000):\n        print('line', i)\n"
                       "errors.run_main('many.py', main)\n")
     result = subprocess.run(f"{sys.executable} {script} | head -1", shell=True, capture_output=True, text=True,

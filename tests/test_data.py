@@ -15,12 +15,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import read_csv, write_csv
 from torchvision.datasets import ImageFolder
 
-from data import (ALL_PROBLEMS_VARIABLE, BadImageError, DatasetError, IncompatibleDatasetsError, concatenate, describe,
-                  open_dataset)
+from data import (
+    ALL_PROBLEMS_VARIABLE,
+    BadImageError,
+    DatasetError,
+    IncompatibleDatasetsError,
+    concatenate,
+    describe,
+    open_dataset,
+)
 from data.synthetic import write_fixture, write_hpa_composites
-from conftest import read_csv, write_csv
 
 
 def make(name: str, tmp_path: Path, per_class: int = 2, **options) -> Path:

@@ -7,12 +7,13 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-import engine
-import errors
-import transforms
+from augment import transforms
+from common import errors
+from common.runrecord import RunFiles
 from data import open_dataset
 from data.synthetic import write_fixture
-from trainrun import RunFiles, TrainRun
+from training import engine
+from training.run import TrainRun, current_random_state
 
 
 class BreaksAfter(torch.nn.Module):
@@ -39,8 +40,8 @@ def make_run(tmp_path, name: str, after: int, accelerator) -> TrainRun:
     model = BreaksAfter(after)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 3)
-    return TrainRun({"run_id": name}, RunFiles(tmp_path, name), model, optimizer, scheduler, accelerator,
-                    random_state=TrainRun.current_random_state(accelerator.device))
+    return TrainRun(None, RunFiles(tmp_path, name), model, optimizer, scheduler, accelerator,
+                    random_state=current_random_state(accelerator.device))
 
 
 def model_input(batch):
@@ -56,7 +57,7 @@ def test_divergence_is_caught_in_its_own_epoch_and_alone(tmp_path):
     runs = [healthy, mid_epoch, last_step]
     for epoch in (1, 2, 3):
         for run in runs:
-            run.start_epoch(None)
+            run.start_epoch()
         engine.train_one_epoch([r for r in runs if r.diverged_at is None], batches(steps), accelerator,
                                engine.Outputs("multiclass"), model_input, epoch=epoch)
         if epoch == 1:
@@ -70,7 +71,7 @@ def test_divergence_is_caught_in_its_own_epoch_and_alone(tmp_path):
 def test_stop_request_ends_the_epoch_at_that_step(tmp_path):
     accelerator = Accelerator(cpu=True)
     run = make_run(tmp_path, "run", after=10**9, accelerator=accelerator)
-    run.start_epoch(None)
+    run.start_epoch()
     requests = iter([False] * 6 + [True] * 100)
     totals = engine.train_one_epoch([run], batches(20), accelerator, engine.Outputs("multiclass"), model_input,
                                     epoch=1, should_stop=lambda: next(requests))
@@ -103,7 +104,7 @@ def test_packed_runs_hold_no_gradients_between_steps(tmp_path):
     accelerator = Accelerator(cpu=True)
     runs = [make_run(tmp_path, name, after=10**9, accelerator=accelerator) for name in ("a", "b")]
     for run in runs:
-        run.start_epoch(None)
+        run.start_epoch()
     engine.train_one_epoch(runs, batches(3), accelerator, engine.Outputs("multiclass"), model_input, epoch=1)
     assert all(p.grad is None for run in runs for p in run.model.parameters())
     assert all(run.model.linear.weight.abs().sum() > 0 for run in runs)

@@ -6,15 +6,15 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import only_record
 
-import errors
 import evaluate
 import metrics
-import records
-import submissions
+from common import errors, fileio, runrecord
 from data import get_spec
 from data.synthetic import write_fixture
-from conftest import only_record
+from evaluation import command as evaluation_command
+from evaluation import submissions
 
 
 def run_evaluate(*args: str) -> dict:
@@ -24,7 +24,7 @@ def run_evaluate(*args: str) -> dict:
 def evaluation(out) -> dict:
     found = sorted(out.glob("*/evaluation.json"))
     assert len(found) == 1, found
-    return records.read_json(found[0])
+    return fileio.read_json(found[0])
 
 
 def run_folder(complete_run):
@@ -39,7 +39,7 @@ def copy_run(folder, record: dict, to, run_id: str | None = None, without: tuple
     run_id = run_id or record["run_id"]
     shutil.copytree(folder, to / run_id, ignore=shutil.ignore_patterns(*without))
     changed = {key: {**record[key], **value} if isinstance(value, dict) else value for key, value in changes.items()}
-    records.atomic_write_json(to / f"{run_id}.json", {**record, "run_id": run_id, **changed, "predictions": {
+    fileio.atomic_write_json(to / f"{run_id}.json", {**record, "run_id": run_id, **changed, "predictions": {
         split: relative.replace(record["run_id"], run_id) for split, relative in record["predictions"].items()}})
     return str(to / run_id)
 
@@ -98,7 +98,7 @@ def test_runs_with_different_selection_splits_are_evaluated_apart(complete_run, 
 def test_a_run_without_weights_is_refused_before_its_data_is_opened(complete_run, tmp_path, monkeypatch):
     folder, record = run_folder(complete_run)
     bare = copy_run(folder, record, tmp_path / "runs", without=("best.safetensors",))
-    monkeypatch.setattr(evaluate, "open_run_data", lambda *a: pytest.fail("the data was opened before the check"))
+    monkeypatch.setattr(evaluation_command, "open_run_data", lambda *a: pytest.fail("the data was opened before the check"))
     with pytest.raises(errors.DataError) as error:
         evaluate.main([bare, "--workers", "0", "--out", str(tmp_path / "evals")])
     message = str(error.value)
@@ -166,7 +166,7 @@ def test_refuses_a_run_that_is_not_complete(complete_run, tmp_path):
     copy = tmp_path / "runs"
     copy.mkdir()
     broken = dict(record, status="running")
-    records.atomic_write_json(copy / f"{record['run_id']}.json", broken)
+    fileio.atomic_write_json(copy / f"{record['run_id']}.json", broken)
     with pytest.raises(errors.DataError, match="status is 'running'"):
         evaluate.main([str(copy / record["run_id"])])
 
@@ -230,7 +230,7 @@ def test_submission_end_to_end_on_an_unlabeled_aptos_folder(tmp_path, monkeypatc
 
 def test_interval_settings_are_checked_before_any_model_runs(complete_run, monkeypatch):
     folder, _ = run_folder(complete_run)
-    monkeypatch.setattr(evaluate, "load_run_model", lambda *a: pytest.fail("a model was loaded before the check"))
+    monkeypatch.setattr(evaluation_command, "load_run_model", lambda *a: pytest.fail("a model was loaded before the check"))
     for flags in (["--level", "2"], ["--n-boot", "0"]):
         with pytest.raises(errors.UsageError, match="--n-boot must be at least 1"):
             evaluate.main([str(folder), *flags])
@@ -238,7 +238,7 @@ def test_interval_settings_are_checked_before_any_model_runs(complete_run, monke
 
 def test_unknown_split_is_an_error_before_any_model_runs(complete_run, tmp_path, monkeypatch):
     folder, _ = run_folder(complete_run)
-    monkeypatch.setattr(evaluate, "load_run_model", lambda *a: pytest.fail("a model was loaded before the check"))
+    monkeypatch.setattr(evaluation_command, "load_run_model", lambda *a: pytest.fail("a model was loaded before the check"))
     with pytest.raises(errors.UsageError, match=r"--split tset: not in the split file \(it has train, val\)"):
         evaluate.main([str(folder), "--split", "val", "tset", "--workers", "0", "--out", str(tmp_path)])
     with pytest.raises(errors.UsageError, match="--split tset: not in .*saved predictions"):
@@ -250,10 +250,10 @@ def test_runs_on_different_images_are_not_ensembled(complete_run, tmp_path):
     other = tmp_path / "runs"
     shutil.copytree(folder, other / record["run_id"])
     predictions = other / record["predictions"]["val"]
-    saved = records.read_predictions(predictions)
-    records.write_predictions(predictions, saved["ids"][::-1], saved["labels"][::-1], saved["scores"][::-1],
+    saved = runrecord.read_predictions(predictions)
+    runrecord.write_predictions(predictions, saved["ids"][::-1], saved["labels"][::-1], saved["scores"][::-1],
                               saved["thresholds"], saved["task"])
-    records.atomic_write_json(other / f"{record['run_id']}.json", record)
+    fileio.atomic_write_json(other / f"{record['run_id']}.json", record)
     with pytest.raises(errors.DataError, match="not of the same images"):
         evaluate.main([str(folder), str(other / record["run_id"]), "--from-predictions", "--out", str(tmp_path)])
 

@@ -16,13 +16,12 @@ import torch
 from PIL import Image
 from torchvision.models import inception_v3
 
-import errors
 import fid
-import fidinputs
-import inception
+from common import errors
+from common.fileio import sha256_file
 from data.synthetic import write_fixture
-from frechet import FeatureStats, RunningStats, frechet_distance, load_stats, save_stats
-from records import sha256_file
+from frechet import inception, inputs
+from frechet.distance import FeatureStats, RunningStats, frechet_distance, load_stats, save_stats
 
 
 def fid_with_scipy(mu1, sigma1, mu2, sigma2):
@@ -226,10 +225,10 @@ def test_same_seed_gives_the_same_fid_and_subset(tmp_path, data_root):
 
 def test_subset_is_seeded_without_replacement_and_sorted():
     pool = np.arange(100, 200)
-    first, again, other = (fidinputs.choose_subset(pool, 30, seed, False, "pool") for seed in (0, 0, 1))
+    first, again, other = (inputs.choose_subset(pool, 30, seed, False, "pool") for seed in (0, 0, 1))
     assert np.array_equal(first, again) and not np.array_equal(first, other)
     assert len(np.unique(first)) == 30 and np.all(np.diff(first) > 0) and np.isin(first, pool).all()
-    assert np.array_equal(fidinputs.choose_subset(pool[::-1], 0, 0, False, "pool"), pool)   # 0 = all
+    assert np.array_equal(inputs.choose_subset(pool[::-1], 0, 0, False, "pool"), pool)   # 0 = all
 
 
 def test_too_few_images_is_an_error_unless_allowed(tmp_path, data_root):
@@ -334,10 +333,10 @@ def test_a_set_against_itself_prints_zero_and_says_why(tmp_path, capsys):
 
 
 def test_seeds_of_a_and_b_and_disjoint_subsets_of_one_dataset(tmp_path, data_root):
-    a = fidinputs.open_input("aptos", data_root=data_root, subset=6, seed=0)
-    b = fidinputs.open_input("aptos", data_root=data_root, subset=6, seed=0, exclude=a)
+    a = inputs.open_input("aptos", data_root=data_root, subset=6, seed=0)
+    b = inputs.open_input("aptos", data_root=data_root, subset=6, seed=0, exclude=a)
     assert len(np.intersect1d(a.indices, b.indices)) == 0 and b.record["num_available"] == 15 - 6
-    other_seed = fidinputs.open_input("aptos", data_root=data_root, subset=6, seed=1)
+    other_seed = inputs.open_input("aptos", data_root=data_root, subset=6, seed=1)
     assert not np.array_equal(a.indices, other_seed.indices)
     record = cli(tmp_path, "aptos", "aptos", "--data-root", data_root, "--subset", 6, "--disjoint")
     assert record["fid"] > 0 and record["disjoint"] and record["inputs"]["b"]["disjoint_from_a"]

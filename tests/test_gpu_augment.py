@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-import engine
-import gpu_augment as G
-import transforms as T
+from augment import gpu as G
+from augment import transforms as T
 from data import REGISTRY
+from training import engine
 
 SIZE = 48
 # (height, width) of cached images: smaller than SIZE (every crop grows), around it (crops grow in one direction

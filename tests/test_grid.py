@@ -14,19 +14,28 @@ import time
 from pathlib import Path
 
 import pytest
-
-import errors
-import grid
-import grid_estimate
-import grid_status
-import records
 from conftest import REPO
-from grid_halving import halving_outcome, halving_state, rung_epochs
-from grid_run import command, form_packs, make_slots, pack_argv
-from cli import flag_values, without_flags
-from grid_state import (UNREADABLE_GRACE_S, Entry, acquire, add_processes, live_holder, lock_path, read_log,
-                        read_manifest, release)
 from slurm_local import MAX_ARRAY_SIZE, Unavailable, start_cluster
+
+import grid
+from common import errors, fileio
+from common.cli import flag_values, without_flags
+from nets import registry
+from sweep import estimate, status
+from sweep.halving import halving_outcome, halving_state, rung_epochs
+from sweep.runner import command, form_packs, make_slots, pack_argv
+from sweep.state import (
+    UNREADABLE_GRACE_S,
+    Entry,
+    acquire,
+    add_processes,
+    live_holder,
+    lock_path,
+    read_log,
+    read_manifest,
+    release,
+)
+from training.config import plan_runs
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 MODELS = ["mobilenet_v3_small", "shufflenet_v2_x0_5"]
@@ -67,7 +76,7 @@ def wait_for(condition, timeout: float, what: str, poll: float = 0.2):
 
 def record_of(entry: Entry) -> dict | None:
     try:
-        return records.read_json(entry.record_path)
+        return fileio.read_json(entry.record_path)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
@@ -106,7 +115,6 @@ def assert_trained_once(entry: Entry, epochs: int) -> list[dict]:
 # --- plan ----------------------------------------------------------------------------------------------------------
 
 def test_plan_writes_the_paper_grid_with_train_pys_run_ids(split_file, tmp_path, monkeypatch, capsys):
-    import train
     monkeypatch.chdir(tmp_path)
     assert grid.main(["plan", "--datasets", "digits", "--models", "resnet18", *tiny(split_file, 2)]) == 0
     entries = read_manifest("grid.jsonl")
@@ -118,7 +126,7 @@ def test_plan_writes_the_paper_grid_with_train_pys_run_ids(split_file, tmp_path,
     commands = capsys.readouterr().out.splitlines()
     assert len(commands) == 60 and all("train.py" in c and "--save-weights none" in c for c in commands)
     for entry in entries[:3]:  # train.py's own planning of the same single configuration gives the same run id
-        assert [run["run_id"] for run in train.plan_runs(list(entry.argv))] == [entry.run_id]
+        assert [run["run_id"] for run in plan_runs(list(entry.argv))] == [entry.run_id]
 
     restricted = plan_digits(split_file, ["resnet18"], ["0.1", "0.01"], 2)
     assert len(restricted) == 2 and {e.config["lr"] for e in restricted} == {0.1, 0.01}
@@ -305,8 +313,9 @@ def test_grid_killed_half_way_and_restarted_trains_every_run_once(split_file, tm
         resumed += len(starts) > 1
     assert resumed >= 1
     report = status_json(tmp_path)
-    assert report["totals"] == {"complete": 4, "running": 0, "paused": 0, "diverged": 0, "failed": 0, "pending": 0}
-    assert grid_py(["status"], tmp_path).stdout.splitlines()[-3].split()[1:7] == ["4", "0", "0", "0", "0", "0"]
+    assert report["totals"] == {"complete": 4, "running": 0, "interrupted": 0, "paused": 0, "diverged": 0, "failed": 0,
+                                "pending": 0}
+    assert grid_py(["status"], tmp_path).stdout.splitlines()[-3].split()[1:8] == ["4", "0", "0", "0", "0", "0", "0"]
     assert json.loads(grid_py(["status", "runs", "--json"], tmp_path).stdout)["totals"] == report["totals"]
     assert not list((tmp_path / "runs" / ".grid" / "locks").glob("*.lock"))
     assert not any((tmp_path / "runs" / e.run_id / "best.safetensors").exists() for e in entries)
@@ -397,19 +406,19 @@ def test_status_time_left_is_shared_among_the_training_processes_not_the_packed_
     try:
         for members, trainer in ((pack, trainers[0]), ([alone], trainers[1])):
             for entry in members:  # two of ten epochs done, each over 900 train and 300 val images at 100 img/s
-                records.atomic_write_json(entry.record_path, {
+                fileio.atomic_write_json(entry.record_path, {
                     "run_id": entry.run_id, "status": "running", "packed_with": len(members), "history": [
                         {"epoch": k, "val_qwk": 0.5, "images_per_s": 100.0} for k in (1, 2)],
                     "dataset": {"name": "aptos", "selection_split": "val", "report_split": None, "metric": "qwk",
                                 "extra_splits": [], "split_sizes": {"train": 900, "val": 300}}})
                 token = acquire(entry)
                 add_processes(entry, token, [trainer.pid])  # what grid.py run does once train.py started
-        report = grid_status.status_report([*pack, alone], 600)
+        report = status.status_report([*pack, alone], 600)
         assert report["running_now"] == 6 and report["processes_now"] == 2
         per_process_s = 8 * (900 + 300 / 3) / 100  # 8 epochs left at the process's 100 img/s
         assert report["hours_left"] * 3600 == pytest.approx(2 * per_process_s)
         assert (f"about {per_process_s / 60:.1f} min with the 2 train.py processes now running (6 runs)"
-                in grid_status.format_status(report))
+                in status.format_status(report))
     finally:
         for trainer in trainers:
             trainer.kill()
@@ -434,7 +443,7 @@ def test_slurm_script_is_a_job_array_of_the_pending_runs(split_file, tmp_path, m
     assert subprocess.run(["bash", "-n", "study.sbatch"]).returncode == 0
     assert grid.main(["slurm", "--pack", "2"]) == 0
     assert "#SBATCH --array=0-1%64" in capsys.readouterr().out  # 2 models x (1 pack of 2 learning rates)
-    records.atomic_write_json(entries[0].record_path, {"run_id": entries[0].run_id, "status": "complete"})
+    fileio.atomic_write_json(entries[0].record_path, {"run_id": entries[0].run_id, "status": "complete"})
     assert grid.main(["slurm"]) == 0
     script = capsys.readouterr().out
     assert "#SBATCH --array=0-2%64" in script and entries[0].run_id not in script  # pending runs only
@@ -552,11 +561,11 @@ def test_estimate_of_the_paper_study_from_the_documented_table(tmp_path, monkeyp
     by_hand = 60 * 30 * (2931 + 731 / 3) / rate / 3600
     alexnet_row = {"dataset": "aptos", "model": "alexnet", "epochs": 30, "img_size": 256, "precision": "bf16",
                    "compile": False, "count": 60}
-    alexnet_aptos = grid_estimate.estimate([alexnet_row], 1)
+    alexnet_aptos = estimate.estimate([alexnet_row], 1)
     assert alexnet_aptos["gpu_hours"] == pytest.approx(by_hand)
     assert result["gpu_hours"] == pytest.approx(sum(result["by_dataset"].values()))
     assert result["wall_clock_hours"] == pytest.approx(result["gpu_hours"] / 8)
-    assert set(result["by_model"]) == {n for n, e in __import__("models").REGISTRY.items() if e.group == "testbed"}
+    assert set(result["by_model"]) == {n for n, e in registry.REGISTRY.items() if e.group == "testbed"}
 
     # benchmarks/train_throughput.py --compile writes an eager and a compiled row per model: each run gets its own
     measured = {"machine": "test", "device": "fake GPU", "results": [
@@ -565,19 +574,19 @@ def test_estimate_of_the_paper_study_from_the_documented_table(tmp_path, monkeyp
         {"model": "alexnet", "img_size": 128, "batch_size": 128, "precision": "bf16", "compile": True,
          "model_alone_img_per_s": 12000.0, "train_py_img_per_s": 6000.0, "input_path": "gpu"}]}
     (tmp_path / "tp.json").write_text(json.dumps(measured))
-    table = grid_estimate.load_throughput(tmp_path / "tp.json")
-    with_file = grid_estimate.estimate([alexnet_row], 1, table)
+    table = estimate.load_throughput(tmp_path / "tp.json")
+    with_file = estimate.estimate([alexnet_row], 1, table)
     assert with_file["gpu_hours"] == pytest.approx(60 * 30 * (2931 + 731 / 3) / (4000 / 4) / 3600)  # 4x the pixels
-    compiled = grid_estimate.estimate([{**alexnet_row, "compile": True}], 1, table)
+    compiled = estimate.estimate([{**alexnet_row, "compile": True}], 1, table)
     assert compiled["gpu_hours"] == pytest.approx(60 * 30 * (2931 + 731 / 3) / (6000 / 4) / 3600)
-    no_fp32_row = grid_estimate.training_rate("alexnet", 128, "fp32", table)
+    no_fp32_row = estimate.training_rate("alexnet", 128, "fp32", table)
     assert no_fp32_row[0] == pytest.approx(14425 * 0.77 * 4) and no_fp32_row[1].startswith("H200")
     measured["results"][0]["train_py_img_per_s"] = "fast"
     (tmp_path / "tp.json").write_text(json.dumps(measured))
     with pytest.raises(errors.DataError, match=r"results\[0\].train_py_img_per_s"):
         grid.main(["estimate", "--paper", "--throughput", "tp.json"])
     with pytest.raises(errors.UsageError, match="benchmarks/train_throughput.py"):
-        grid_estimate.training_rate("clip_vit_b16", 224, "bf16")
+        estimate.training_rate("clip_vit_b16", 224, "bf16")
 
 
 def test_estimate_of_a_manifest_takes_each_runs_settings_and_the_records_split_sizes(tmp_path, monkeypatch, capsys):
@@ -608,17 +617,17 @@ def test_estimate_of_a_manifest_takes_each_runs_settings_and_the_records_split_s
 
 def test_auto_pack_fills_a_fast_models_gpu_within_its_memory():
     config = {"model": "alexnet", "img_size": 256, "batch_size": 128, "optimizer": "sgd", "precision": "auto"}
-    assert grid_estimate.pack_size([config], 141 * 2**30) == math.floor(25488 / 2950)
-    one = grid_estimate.config_memory_bytes("alexnet", 256, 128, "bf16", "sgd")
-    assert grid_estimate.pack_size([config], int(3.5 * one / 0.8)) == 3  # memory-bound
-    assert grid_estimate.pack_size([{**config, "model": "resnet152"}], 141 * 2**30) == 1  # GPU-bound
+    assert estimate.pack_size([config], 141 * 2**30) == math.floor(25488 / 2950)
+    one = estimate.config_memory_bytes("alexnet", 256, 128, "bf16", "sgd")
+    assert estimate.pack_size([config], int(3.5 * one / 0.8)) == 3  # memory-bound
+    assert estimate.pack_size([{**config, "model": "resnet152"}], 141 * 2**30) == 1  # GPU-bound
     # the precision is the run's own (train.py --precision no: fp32, twice the activations), for run and slurm alike
-    one_fp32 = grid_estimate.config_memory_bytes("alexnet", 256, 128, "fp32", "sgd")
-    assert one_fp32 > one and grid_estimate.pack_size([{**config, "precision": "no"}], int(3.5 * one_fp32 / 0.8)) == 3
-    assert grid_estimate.pack_size([config], int(3.5 * one_fp32 / 0.8)) > 3
+    one_fp32 = estimate.config_memory_bytes("alexnet", 256, 128, "fp32", "sgd")
+    assert one_fp32 > one and estimate.pack_size([{**config, "precision": "no"}], int(3.5 * one_fp32 / 0.8)) == 3
+    assert estimate.pack_size([config], int(3.5 * one_fp32 / 0.8)) > 3
     # a group with AdamW runs packs as many as AdamW's two moments leave room for
-    adamw = grid_estimate.config_memory_bytes("alexnet", 256, 128, "bf16", "adamw")
-    assert grid_estimate.pack_size([config, {**config, "optimizer": "adamw"}], int(3.5 * adamw / 0.8)) == 3
+    adamw = estimate.config_memory_bytes("alexnet", 256, 128, "bf16", "adamw")
+    assert estimate.pack_size([config, {**config, "optimizer": "adamw"}], int(3.5 * adamw / 0.8)) == 3
 
 
 # --- studies -------------------------------------------------------------------------------------------------------

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 from scipy.stats import binom, norm
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kappa_score, f1_score,
-                             roc_auc_score)
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
 from statsmodels.stats.proportion import proportion_confint
 
 import metrics

@@ -12,12 +12,11 @@ import pytest
 import timm
 import torch
 import torchvision
+from conftest import REPO
 from safetensors.torch import save_file
 
-import errors
-import models
-import networks
-import records
+from common import errors, fileio
+from nets import networks, registry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,10 +40,10 @@ GEM_FAMILIES = {"mobilenet_v3_small", "resnet50", "resnext50_32x4d", "resnet152"
 def registry_params():
     return [pytest.param(name, marks=pytest.mark.skipif(
         name in SLOW and not RUN_SLOW, reason="ViT-L/14 towers are slow on CPU; set RUN_SLOW=1 to include them"))
-            for name in models.REGISTRY]
+            for name in registry.REGISTRY]
 
 
-def input_size_for(entry: models.ModelEntry) -> int:
+def input_size_for(entry: registry.ModelEntry) -> int:
     """A small input the family accepts: AlexNet needs 63 px, Inception-ResNet-v2 75, ViT-style models their own."""
     if entry.fixed_input_size:
         return entry.input_size
@@ -63,23 +62,23 @@ def run(model: torch.nn.Module, channels: int, size: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", registry_params())
 def test_every_entry_builds_and_runs(name):
-    entry = models.REGISTRY[name]
+    entry = registry.REGISTRY[name]
     size = input_size_for(entry)
 
     if name not in BUILT_ONCE:
         model, info = networks.create_model(name, 5, weights="random")
         out = run(model, 3, size)
         assert out.shape == (2, 5) and torch.isfinite(out).all()
-        assert info["weights_loaded"] == "random" and info["num_outputs"] == 5 and info["head"] == "fresh"
-        assert info["params"] < entry.params  # counted on the built network, whose head is smaller
-        json.dumps(info)  # goes into every run record
+        assert info.weights_loaded == "random" and info.num_outputs == 5 and info.head == "fresh"
+        assert info.params < entry.params  # counted on the built network, whose head is smaller
+        json.dumps(info.to_record())  # goes into every run record
 
     # regression head, RGBY input, and GeM where the family has a global average pool, in one build
     pool = "gem" if name in GEM_FAMILIES else "avg"
     model, info = networks.create_model(name, 1, weights="random", in_chans=4, pool=pool)
     out = run(model, 4, size)
     assert out.shape == (2, 1) and torch.isfinite(out).all()
-    assert (info["in_chans"], info["pool"], info["num_outputs"]) == (4, pool, 1)
+    assert (info.in_chans, info.pool, info.num_outputs) == (4, pool, 1)
     conv = first_conv(model)
     assert conv.in_channels == 4
     torch.testing.assert_close(conv.weight[:, 3], conv.weight[:, :3].mean(dim=1))
@@ -103,7 +102,7 @@ def test_gem_is_the_generalized_mean():
 
 
 def test_testbed_is_the_papers_19_models():
-    testbed = [e for e in models.REGISTRY.values() if e.group == "testbed"]
+    testbed = [e for e in registry.REGISTRY.values() if e.group == "testbed"]
     assert len(testbed) == 19
     assert sum(e.library == "torchvision" for e in testbed) == 12
     assert all(e.weights_tag == "IMAGENET1K_V1" for e in testbed if e.library == "torchvision")
@@ -113,11 +112,11 @@ def test_testbed_is_the_papers_19_models():
     assert (testbed[-1].name, round(top1[-1], 1)) == ("efficientnet_b4", 83.4)
     assert {e.name for e in testbed if e.input_size == 224} == {"deit_tiny", "deit_small"}
     assert all(e.input_size == 256 for e in testbed if not e.name.startswith("deit"))
-    assert {e.group for e in models.REGISTRY.values()} == {"testbed", "ablation", "clip", "later", "extra"}
-    assert models.REGISTRY["resnet18"].group == "extra"
+    assert {e.group for e in registry.REGISTRY.values()} == {"testbed", "ablation", "clip", "later", "extra"}
+    assert registry.REGISTRY["resnet18"].group == "extra"
 
 
-@pytest.mark.parametrize("entry", [e for e in models.REGISTRY.values() if e.library == "torchvision"],
+@pytest.mark.parametrize("entry", [e for e in registry.REGISTRY.values() if e.library == "torchvision"],
                          ids=lambda e: e.name)
 def test_torchvision_entries_match_torchvision(entry):
     weights = torchvision.models.get_model_weights(entry.constructor)[entry.weights_tag]
@@ -132,7 +131,7 @@ def test_torchvision_entries_match_torchvision(entry):
     assert sum(p.numel() for p in model.parameters()) == entry.params
 
 
-@pytest.mark.parametrize("entry", [e for e in models.REGISTRY.values() if e.library == "timm"], ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", [e for e in registry.REGISTRY.values() if e.library == "timm"], ids=lambda e: e.name)
 def test_timm_entries_match_timm(entry):
     # timm ships no accuracies (models.py cites its published results table), but does ship the rest
     qualified = f"{entry.constructor}.{entry.weights_tag}"
@@ -161,75 +160,75 @@ def test_timm_entries_match_timm(entry):
 
 
 def test_augmentation_ablation_weights_are_timms_augmix_and_randaugment_resnet50():
-    augmix, randaugment = models.REGISTRY["resnet50_augmix"], models.REGISTRY["resnet50_randaugment"]
+    augmix, randaugment = registry.REGISTRY["resnet50_augmix"], registry.REGISTRY["resnet50_randaugment"]
     published = timm.list_pretrained("resnet50.*")
-    assert models.qualified_name(augmix) == "resnet50.am_in1k" and "resnet50.am_in1k" in published
-    assert models.qualified_name(randaugment) == "resnet50.ra_in1k" and "resnet50.ra_in1k" in published
+    assert registry.qualified_name(augmix) == "resnet50.am_in1k" and "resnet50.am_in1k" in published
+    assert registry.qualified_name(randaugment) == "resnet50.ra_in1k" and "resnet50.ra_in1k" in published
     assert (augmix.imagenet_top1, randaugment.imagenet_top1) == (78.998, 78.81)
-    assert augmix.params == randaugment.params == models.REGISTRY["resnet50"].params  # the same architecture
-    assert models.input_size("resnet50_augmix", "aptos") == models.input_size("resnet50", "aptos") == 256
-    assert models.REGISTRY["resnet50"].library == "torchvision"  # the ablation's standard ResNet-50
+    assert augmix.params == randaugment.params == registry.REGISTRY["resnet50"].params  # the same architecture
+    assert registry.input_size("resnet50_augmix", "aptos") == registry.input_size("resnet50", "aptos") == 256
+    assert registry.REGISTRY["resnet50"].library == "torchvision"  # the ablation's standard ResNet-50
 
 
 def test_convnext_tiny_top1_is_the_224_px_figure():
-    entry = models.REGISTRY["convnext_tiny"]
+    entry = registry.REGISTRY["convnext_tiny"]
     assert (entry.imagenet_top1, entry.top1_image_size) == (82.066, 224)
     assert "82.698" in entry.top1_source  # the 288-px test-size figure is named, not used
 
 
 def test_normalization_is_imagenets_by_default_as_in_appendix_d():
     for name in ("inception_resnet_v2", "pnasnet5large", "clip_vit_b16", "resnet50", "resnet10t.c3_in1k"):
-        assert models.normalization(name) == (models.IMAGENET_MEAN, models.IMAGENET_STD)
-    assert models.normalization("inception_resnet_v2", "model") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    assert models.normalization("pnasnet5large", "model") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    assert models.normalization("clip_vit_b16", "model") == (models.CLIP_MEAN, models.CLIP_STD)
-    assert models.normalization("resnet50", "model") == (models.IMAGENET_MEAN, models.IMAGENET_STD)
+        assert registry.normalization(name) == (registry.IMAGENET_MEAN, registry.IMAGENET_STD)
+    assert registry.normalization("inception_resnet_v2", "model") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert registry.normalization("pnasnet5large", "model") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert registry.normalization("clip_vit_b16", "model") == (registry.CLIP_MEAN, registry.CLIP_STD)
+    assert registry.normalization("resnet50", "model") == (registry.IMAGENET_MEAN, registry.IMAGENET_STD)
     with pytest.raises(errors.UsageError, match="--normalize weights: choose one of imagenet, model"):
-        models.normalization("resnet50", "weights")
-    with pytest.raises(models.UnknownModelError):
-        models.normalization("resnet5O")
+        registry.normalization("resnet50", "weights")
+    with pytest.raises(registry.UnknownModelError):
+        registry.normalization("resnet5O")
 
 
 def test_input_size_is_the_papers():
-    assert models.input_size("deit_small", "aptos") == 224
-    assert models.input_size("deit_small", "eurosat") == 224
-    assert models.input_size("resnet50", "aptos") == 256
-    assert models.input_size("resnet50", "eurosat") == 224
-    assert models.input_size("efficientnet_b4", "hpa") == 256
-    assert models.input_size("clip_vit_l14_336", "eurosat") == 336  # only accepts 336 px, even on EuroSAT
-    assert models.input_size("caformer_s18", "cct20") == 224
-    assert models.input_size("convnext_small.fb_in1k", "cassava") == 224
-    assert models.input_size("resnet50", "digits") == 32
-    assert models.input_size("resnet50", "aptos", requested=384) == 384
+    assert registry.input_size("deit_small", "aptos") == 224
+    assert registry.input_size("deit_small", "eurosat") == 224
+    assert registry.input_size("resnet50", "aptos") == 256
+    assert registry.input_size("resnet50", "eurosat") == 224
+    assert registry.input_size("efficientnet_b4", "hpa") == 256
+    assert registry.input_size("clip_vit_l14_336", "eurosat") == 336  # only accepts 336 px, even on EuroSAT
+    assert registry.input_size("caformer_s18", "cct20") == 224
+    assert registry.input_size("convnext_small.fb_in1k", "cassava") == 224
+    assert registry.input_size("resnet50", "digits") == 32
+    assert registry.input_size("resnet50", "aptos", requested=384) == 384
     with pytest.raises(errors.UsageError, match="only accepts 224"):
-        models.input_size("deit_small", "aptos", requested=256)
+        registry.input_size("deit_small", "aptos", requested=256)
 
 
 def test_registry_metadata_needs_no_torch():
-    code = "import sys, models; models.input_size('resnet50', 'aptos'); print('torch' in sys.modules, 'timm' in sys.modules)"
+    code = "import sys; from nets import registry; registry.input_size('resnet50', 'aptos'); print('torch' in sys.modules, 'timm' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.split() == ["False", "False"]
 
 
 def test_any_timm_model_with_its_own_metadata():
-    entry = models.get_entry("resnet10t")
+    entry = registry.get_entry("resnet10t")
     assert (entry.library, entry.group, entry.constructor) == ("timm", "timm", "resnet10t")
     assert entry.weights_tag == "c3_in1k"  # timm's default tag for the architecture
     assert entry.imagenet_top1 is None and entry.params is None
     assert entry.input_size == 176 and not entry.fixed_input_size
     model, info = networks.create_model("resnet10t.c3_in1k", 3, weights="random", pool="gem", in_chans=4)
     assert run(model, 4, 64).shape == (2, 3)
-    assert info["library"] == "timm" and info["imagenet_top1"] is None
-    assert info["top1_source"].startswith("unknown") and entry.top1_image_size is None
+    assert info.library == "timm" and info.imagenet_top1 is None
+    assert info.top1_source.startswith("unknown") and entry.top1_image_size is None
 
 
 def test_unknown_names_are_refused_with_suggestions():
-    with pytest.raises(models.UnknownModelError, match="resnet50") as error:
-        models.get_entry("resnet5O")
+    with pytest.raises(registry.UnknownModelError, match="resnet50") as error:
+        registry.get_entry("resnet5O")
     suggestions = str(error.value).split("Close matches: ")[1].split(", ")
     assert len(suggestions) == len(set(suggestions))  # registry names are timm names too: each once
     with pytest.raises(ValueError, match="a1_in1k"):
-        models.get_entry("resnet50.no_such_tag")
+        registry.get_entry("resnet50.no_such_tag")
 
 
 @pytest.mark.parametrize("name,suffix", [("resnet18", ".safetensors"), ("resnet18", ".pth"),
@@ -248,8 +247,8 @@ def test_weights_file_round_trip(tmp_path, name, suffix):
 
     loaded, info = networks.create_model(name, 5, weights=str(path), pool="gem", in_chans=4)
     torch.testing.assert_close(run(loaded, 4, 64), run(model, 4, 64), rtol=0, atol=0)
-    assert info["weights_loaded"] == f"file:{path.resolve()} sha256={records.sha256_file(path)}"
-    assert info["head"] == "from file"
+    assert info.weights_loaded == f"file:{path.resolve()} sha256={fileio.sha256_file(path)}"
+    assert info.head == "from file"
 
 
 def test_library_shaped_weights_file(tmp_path):
@@ -259,7 +258,7 @@ def test_library_shaped_weights_file(tmp_path):
     torch.save({"state_dict": library_model.state_dict()}, path)  # a wrapped checkpoint is unwrapped
 
     model, info = networks.create_model("resnet18", 5, weights=str(path), in_chans=4, pool="gem")
-    assert info["head"] == "fresh" and model.fc.weight.shape == (5, 512)
+    assert info.head == "fresh" and model.fc.weight.shape == (5, 512)
     torch.testing.assert_close(model.conv1.weight[:, :3], library_model.conv1.weight)
     torch.testing.assert_close(model.conv1.weight[:, 3], library_model.conv1.weight.mean(dim=1))
     torch.testing.assert_close(model.layer4[1].bn2.running_var, library_model.layer4[1].bn2.running_var)
@@ -332,20 +331,20 @@ def test_imagenet_weights_come_from_the_library_cache(offline):
     offline.mkdir(parents=True)
     torch.save(cached.state_dict(), offline / "resnet18-f37072fd.pth")
     model, info = networks.create_model("resnet18", 5, in_chans=4)
-    assert info["weights_loaded"] == "imagenet:IMAGENET1K_V1" and info["head"] == "fresh"
+    assert info.weights_loaded == "imagenet:IMAGENET1K_V1" and info.head == "fresh"
     torch.testing.assert_close(model.conv1.weight[:, :3], cached.conv1.weight)
     torch.testing.assert_close(model.layer3[0].conv2.weight, cached.layer3[0].conv2.weight)
 
 
-def test_cli_table_and_json(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["models.py"])
-    models.main()
-    table = capsys.readouterr().out
+def test_cli_table_and_json():
+    def models_py(*args: str) -> str:
+        return subprocess.run([sys.executable, str(REPO / "models.py"), *args], capture_output=True, text=True,
+                              check=True).stdout
+
+    table = models_py()
     assert "efficientnet_b4.ra2_in1k" in table and "83.41" in table and "alexnet.IMAGENET1K_V1" in table
-    monkeypatch.setattr(sys, "argv", ["models.py", "--json"])
-    models.main()
-    listed = json.loads(capsys.readouterr().out)
-    assert [e["name"] for e in listed] == list(models.REGISTRY)
+    listed = json.loads(models_py("--json"))
+    assert [e["name"] for e in listed] == list(registry.REGISTRY)
     assert listed[0]["imagenet_top1"] == 56.522 and listed[0]["params"] == 61100840
     by_name = {e["name"]: e for e in listed}
     assert all(e["imagenet_top1"] is not None and e["top1_source"] for e in listed)

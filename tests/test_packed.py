@@ -9,13 +9,15 @@ import sys
 import pytest
 import torch
 from accelerate.utils import set_seed
+from conftest import REPO, digits_args, train
 from safetensors.torch import load_file
 
-import errors
-import networks
-import records
 import train as train_script
-from conftest import REPO, digits_args, train
+from common import errors, fileio
+from nets import networks
+from training import command as training_command
+from training.config import plan_runs
+from training.options import build_parser
 
 TIMING_KEYS = {"seconds", "images_per_s"}
 
@@ -27,7 +29,7 @@ def comparable(history: list[dict]) -> list[dict]:
 def records_by_lr_wd(out) -> dict[tuple[float, float], dict]:
     found = {}
     for path in sorted(out.glob("*.json")):
-        record = records.read_json(path)
+        record = fileio.read_json(path)
         found[(record["config"]["lr"], record["config"]["wd"])] = record
     return found
 
@@ -70,10 +72,10 @@ def test_packed_configurations_equal_separate_runs(packed, split_file, tmp_path)
 def test_plan_runs_gives_train_pys_run_ids(packed, monkeypatch):
     work, out, args, _ = packed
     monkeypatch.chdir(work)
-    planned = train_script.plan_runs([*args, "--wd", "1e-4", "0"])
+    planned = plan_runs([*args, "--wd", "1e-4", "0"])
     assert sorted(p["run_id"] for p in planned) == sorted(r["run_id"] for r in records_by_lr_wd(out).values())
     for p in planned:  # each plan's argv is a single-configuration command with the same run id
-        (again,) = train_script.plan_runs(p["argv"])
+        (again,) = plan_runs(p["argv"])
         assert again["run_id"] == p["run_id"]
 
 
@@ -82,9 +84,9 @@ def test_planned_commands_keep_every_digit_of_a_learning_rate(packed, monkeypatc
     monkeypatch.chdir(work)
     args = [*args, "--wd", "0"]
     args[args.index("--lr") + 1:args.index("--lr") + 3] = ["1.23456789e-4"]
-    (planned,) = train_script.plan_runs(args)
+    (planned,) = plan_runs(args)
     assert planned["config"]["lr"] == 1.23456789e-4
-    assert train_script.build_parser().parse_args(planned["argv"]).lr == [1.23456789e-4]
+    assert build_parser().parse_args(planned["argv"]).lr == [1.23456789e-4]
 
 
 def test_lp_ft_refuses_training_on_all_labelled_data(tmp_path):
@@ -148,7 +150,7 @@ def test_linear_probe_then_fine_tuning(split_file, tmp_path, monkeypatch):
     del args[args.index("--lr"):args.index("--lr") + 2]
     assert train_script.main([*args, "--lp-ft", "--probe-lr", "0.1", "0.01", "--probe-wd", "0",
                               "--lr", "1e-3", "--wd", "0"]) == 0
-    found = [records.read_json(p) for p in sorted(out.glob("*.json"))]
+    found = [fileio.read_json(p) for p in sorted(out.glob("*.json"))]
     probes = [r for r in found if r["lp_ft"]["phase"] == "probe"]
     (finetune,) = [r for r in found if r["lp_ft"]["phase"] == "finetune"]
     assert len(probes) == 2 and all(r["status"] == "complete" for r in found)
@@ -164,7 +166,7 @@ def test_linear_probe_then_fine_tuning(split_file, tmp_path, monkeypatch):
     set_seed(0)
     initial, info = networks.create_model("mobilenet_v3_small", 10, weights="random")
     probed = load_file(out / winner["run_id"] / "best.safetensors")
-    head = set(info["head_parameters"])
+    head = set(info.head_parameters)
     assert head and len(head) < len(probed)
     for key, value in initial.state_dict().items():
         if key in head:
@@ -213,7 +215,7 @@ def test_crops_resized_on_the_device_train_like_the_cpu_path(packed, split_file,
 
 def test_verify_images_reports_a_truncated_image_before_the_first_step(tmp_path, monkeypatch):
     from data.synthetic import write_fixture
-    from data.verify import BadImagesError
+    from imagecache.verify import BadImagesError
     root = write_fixture("aptos", tmp_path / "aptos", per_class=6)
     broken = sorted((root / "train_images").iterdir())[3]
     broken.write_bytes(broken.read_bytes()[:200])  # a PNG cut short: its header still looks right
@@ -239,8 +241,8 @@ def test_a_run_killed_after_its_last_saved_epoch_completes_without_training_more
     (record,) = records_by_lr_wd(out).values()
     assert record["status"] == "paused" and len(record["history"]) == 1
     progress_file = out / record["run_id"] / "state" / "progress.json"
-    progress = records.read_json(progress_file)
-    records.atomic_write_json(progress_file, {**progress, "epoch": 2})  # as if killed right after epoch 2's save
+    progress = fileio.read_json(progress_file)
+    fileio.atomic_write_json(progress_file, {**progress, "epoch": 2})  # as if killed right after epoch 2's save
     assert train_script.main(args) == 0
     (record,) = records_by_lr_wd(out).values()
     assert record["status"] == "complete" and [e["epoch"] for e in record["history"]] == [1]
@@ -272,7 +274,7 @@ def test_a_final_aptos_model_on_all_labelled_data_plus_dr2015(tmp_path, monkeypa
     (["--lp-ft", "--until-epoch", "1"], "--lp-ft runs both phases"),
 ])
 def test_impossible_numbers_are_refused_before_the_data_is_opened(flags, message, monkeypatch):
-    monkeypatch.setattr(train_script, "open_inputs", lambda *a: pytest.fail("the data was opened before the check"))
+    monkeypatch.setattr(training_command, "open_inputs", lambda *a: pytest.fail("the data was opened before the check"))
     with pytest.raises(errors.UsageError, match=message):
         train_script.main(["--dataset", "digits", "--weights", "random", *flags])
 

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 from matplotlib.lines import Line2D
+from test_analyze import N_BOOT, linear_grid, run_analysis, write_run
 
 import analyze
-import figures
-import models
-import report
-from test_analyze import N_BOOT, linear_grid, run_analysis, write_run
+from analysis import figures, pipeline, report
+from nets import registry
 
 
 def assert_each_default_shown_once(parser) -> None:
@@ -37,7 +36,7 @@ def testbed(tmp_path_factory):
     """The paper's 19 testbed models (their real ImageNet top-1, clustered as in life) on three datasets."""
     folder = tmp_path_factory.mktemp("testbed")
     rng = np.random.default_rng(4)
-    testbed = {name: e.imagenet_top1 for name, e in models.REGISTRY.items() if e.group == "testbed"}
+    testbed = {name: e.imagenet_top1 for name, e in registry.REGISTRY.items() if e.group == "testbed"}
     for dataset, slope in (("cct20", 0.6), ("aptos", 0.1), ("cassava", 0.3)):
         for name, top1 in testbed.items():
             write_run(folder, dataset, name, 0.2 + slope * top1 / 100 + rng.normal(0, 0.01), top1=top1)
@@ -51,7 +50,7 @@ def text_boxes(figure, ax):
 
 def test_figure1_draws_the_paper_colours_and_numbers_every_model_without_overlaps(testbed, tmp_path):
     names, analysis = testbed
-    drawn, _ = analyze.make_figures(analysis)
+    drawn, _ = pipeline.make_figures(analysis)
     figure = drawn["figure1"]()
     panels = [ax for ax in figure.axes if ax.has_data()]
     assert [ax.get_title() for ax in panels] == ["cct20", "aptos", "cassava"]
@@ -80,7 +79,7 @@ def test_figure1_draws_the_paper_colours_and_numbers_every_model_without_overlap
 
 def test_model_size_figure_has_both_trend_lines_with_their_slopes(testbed):
     _, analysis = testbed
-    drawn, notes = analyze.make_figures(analysis)
+    drawn, notes = pipeline.make_figures(analysis)
     size = drawn["model-size"]()
     panels = [ax for ax in size.axes if ax.has_data()]
     assert all(ax.get_xscale() == "log" for ax in panels) and len(panels) == 3
@@ -102,7 +101,7 @@ def test_model_size_figure_has_both_trend_lines_with_their_slopes(testbed):
 def test_too_few_models_for_a_spline_is_a_note(tmp_path):
     for i, t in enumerate((60.0, 70.0, 80.0)):
         write_run(tmp_path, "cassava", f"toy{i}", 0.5 + i / 10, top1=t)
-    drawn, notes = analyze.make_figures(run_analysis(tmp_path))
+    drawn, notes = pipeline.make_figures(run_analysis(tmp_path))
     assert "spline-cassava" not in drawn and any("spline skipped" in note for note in notes)
 
 

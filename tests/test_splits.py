@@ -13,14 +13,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from data import Samples, concatenate, get_spec, open_dataset
-from data.synthetic import write_fixture
-from records import sha256_file
-from splits import (PaperSplitFileNeeded, SplitFileError, SplitFileExistsError, default_method, make_split,
-                    read_split_file, render_split_file, resolve, resolve_split, split_dataset, split_indices,
-                    train_on_all, with_extra_training, write_split_file)
 from conftest import read_csv, write_csv
+
+from common.fileio import sha256_file
+from data import Samples, concatenate, get_spec, open_dataset
+from data.splits import (
+    PaperSplitFileNeeded,
+    SplitFileError,
+    SplitFileExistsError,
+    default_method,
+    make_split,
+    read_split_file,
+    render_split_file,
+    resolve,
+    resolve_split,
+    split_dataset,
+    split_indices,
+    train_on_all,
+    with_extra_training,
+    write_split_file,
+)
+from data.synthetic import write_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -363,8 +376,8 @@ def test_help_shows_each_default_once(tmp_path):
     """Issue 15.7: no '(default: None)' after a default said in words, and every set default shown once."""
     text = " ".join(run_splits("--help", cwd=tmp_path).stdout.split())
     assert "default: None" not in text and "datasets/<dataset> when not given" in text
-    import cli
-    from data.cli import add_data_arguments
+    from common import cli
+    from data.inputs import add_data_arguments
     parser = cli.parser("train.py and cache.py's data flags")
     add_data_arguments(parser)  # as train.py and cache.py use it
     help_text = " ".join(parser.format_help().split())

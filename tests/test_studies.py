@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import REPO
+
 from data.synthetic import write_fixture
 
 

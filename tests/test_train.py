@@ -11,12 +11,12 @@ import time
 
 import numpy as np
 import pytest
+from conftest import REPO, digits_args, only_record, train
 
 import metrics
-import records
 import train as train_script
+from common import fileio, runrecord
 from data import DatasetError
-from conftest import REPO, digits_args, only_record, train
 
 TIMING_KEYS = {"seconds", "images_per_s"}
 
@@ -28,7 +28,7 @@ def comparable(history: list[dict]) -> list[dict]:
 def test_full_run_writes_a_complete_record(complete_run, split_file):
     work, out, _ = complete_run
     record = only_record(out)
-    assert record["schema_version"] == records.SCHEMA_VERSION
+    assert record["schema_version"] == runrecord.SCHEMA_VERSION
     assert record["status"] == "complete" and record["error"] is None
     assert record["run_id"].startswith("digits-mobilenet_v3_small-random-sgd-cosine-lr0.05-wd0.0001-paper-s0-")
     assert [e["epoch"] for e in record["history"]] == [1, 2, 3]
@@ -39,7 +39,7 @@ def test_full_run_writes_a_complete_record(complete_run, split_file):
     assert lrs[0] == pytest.approx(0.05) and lrs[0] > lrs[1] > lrs[2]  # cosine, stepped per epoch
     best = record["best"]
     assert best["metrics"]["val_accuracy"] == max(e["val_accuracy"] for e in record["history"])
-    assert record["dataset"]["split_sha256"] == records.sha256_file(split_file)
+    assert record["dataset"]["split_sha256"] == fileio.sha256_file(split_file)
     assert record["dataset"]["split_sizes"]["train"] == 160 and record["dataset"]["split_sizes"]["val"] == 91
     assert record["model"]["weights_loaded"] == "random" and record["model"]["params"] > 1e6
     assert record["config"]["optimizer"] == "sgd" and record["config"]["batch_size"] == 32
@@ -74,7 +74,7 @@ def test_killed_run_resumes_to_the_same_history(complete_run, split_file, tmp_pa
         found = list(out.glob("*.json"))
         if found:
             try:
-                if len(records.read_json(found[0])["history"]) >= 1:
+                if len(fileio.read_json(found[0])["history"]) >= 1:
                     break
             except (json.JSONDecodeError, KeyError):
                 pytest.fail("a reader saw a partly written record")

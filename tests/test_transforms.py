@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-import transforms as T
+from augment import transforms as T
 from data import REGISTRY
 
 SIZE = 48

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from image_reads import count_reads  # tests/image_reads.py
 
 import cache
+import imagecache
 from data import Samples, open_dataset
 from data.images import check_image_file
 from data.synthetic import write_fixture
-from data.verify import MEMO_NAME, BadImage, BadImagesError, verify_images
-from image_reads import count_reads  # tests/image_reads.py
+from imagecache.verify import MEMO_NAME, BadImage, BadImagesError, verify_images
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,7 +66,7 @@ def test_verified_files_are_remembered_until_they_change(eurosat_with_a_truncate
 def test_building_a_cache_verifies_every_image_in_the_same_pass(eurosat_with_a_truncated_jpeg, tmp_path):
     samples, broken = eurosat_with_a_truncated_jpeg
     indices = np.arange(len(samples))
-    cache.prepare(samples, indices, cache.cache_settings(32, "train"), tmp_path, workers=2, progress=False)
+    imagecache.prepare(samples, indices, imagecache.cache_settings(32, "train"), tmp_path, workers=2, progress=False)
     reads = count_reads(samples)
     bad = verify_images(samples, indices, workers=0, memo_dir=tmp_path, progress=False)
     assert reads == [] and [image.sample for image in bad] == [broken]

@@ -1,0 +1,155 @@
+"""The whole analysis, in the order it runs (analyze.py prints the steps): records -> best configurations with
+intervals -> trend fits -> Appendix N -> figures (drawn one at a time by report.write_outputs). No torch.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats
+
+from analysis import figures as plots
+from analysis.appendix_n import appendix_n
+from analysis.reading import dataset_order, expand_inputs, filter_runs, load_runs, runs_with_metric
+from analysis.selection import (
+    Best,
+    attach_intervals,
+    compare_by,
+    grid_coverage,
+    mixed_settings,
+    model_facts,
+    select_best,
+)
+from analysis.trends import (
+    MIN_FIT_MODELS,
+    MIN_SPLINE_MODELS,
+    drawn_apart,
+    fit_points,
+    metric_scale,
+    size_fits,
+    smoothing_spline,
+    trend_fits,
+)
+from common import runrecord
+from data import REAL_WORLD
+
+
+@dataclass
+class Analysis:
+    settings: dict[str, Any]
+    inputs: list[str]
+    warnings: list[str]
+    notes: list[str]
+    best: list[Best]
+    coverage: dict[str, list[dict[str, Any]]]
+    unknown_top1: list[str]
+    trends: list[dict[str, Any]]
+    size_trends: list[dict[str, Any]]
+    appendix_n: dict[str, Any]
+    comparison: dict[str, Any] | None = None  # --compare KEY: {"key", "rows"} (Appendix G)
+
+
+def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
+            model_names: Sequence[str] | None = None, metric: str | None = None, threshold: float = 70.0,
+            slope_threshold: float = 0.05, use_logit: bool = False, n_boot: int = 10000, level: float = 0.95,
+            seed: int = 0, grid: str = "per-optimizer", compare: str | None = None) -> Analysis:
+    """Every table and number of the analysis, from run record paths (files or folders).
+
+    Raises errors.UsageError when --datasets or --models name something no record has, or no dataset's records
+    hold `metric`.
+    """
+    settings = {"datasets": list(datasets) if datasets else None, "models": list(model_names) if model_names else None,
+                "metric": metric, "threshold": threshold, "slope_threshold": slope_threshold, "logit": use_logit,
+                "n_boot": n_boot, "level": level, "seed": seed, "grid": grid, "compare": compare}
+    inputs = [str(p) for p in expand_inputs(paths)]
+    runs, warnings = load_runs(paths)
+    runs = filter_runs(runs, datasets, model_names)
+    if metric is not None and any(r.status == runrecord.COMPLETE for r in runs):
+        runs, metric_warnings = runs_with_metric(runs, metric)
+        warnings += metric_warnings
+    notes = []
+    halved = sum(run.stopped_by_halving for run in runs)
+    if halved:
+        notes.append(f"{halved} run(s) stopped early by successive halving (grid.py run --halving), not counted: "
+                     f"other configurations of their model did better at an earlier epoch; their configurations are "
+                     f"not listed as missing")
+
+    facts = model_facts(runs)
+    unknown_top1 = [name for name, fact in facts.items() if fact.imagenet_top1 is None]
+    untrained = sorted({r.model for r in runs if r.weights_loaded in ("random", False)})
+    if untrained:
+        notes.append(f"trained from random initialisation (weights_loaded random), so ImageNet top-1 does not "
+                     f"describe them: {', '.join(untrained)}")
+    from_file = sorted({r.model for r in runs if str(r.weights_loaded).startswith("file:")})
+    if from_file:
+        notes.append(f"fine-tuned from weights files, whose ImageNet top-1 may differ from the one used here: "
+                     f"{', '.join(from_file)}")
+    best = select_best(runs, facts, metric)
+    warnings += mixed_settings(runs, best)
+    warnings += attach_intervals(best, runs, level=level, n_boot=n_boot, seed=seed)
+    trends = trend_fits(best, threshold, slope_threshold, use_logit, n_boot=n_boot, level=level, seed=seed)
+    for dataset in sorted({b.dataset for b in best}, key=dataset_order):
+        if len(fit_points(best, dataset)) < MIN_FIT_MODELS:
+            notes.append(f"{dataset}: no trend fit, fewer than {MIN_FIT_MODELS} models with a known ImageNet top-1")
+
+    present = sorted({b.dataset for b in best}, key=dataset_order)
+    chosen = present if datasets else [d for d in present if d in REAL_WORLD]
+    part_n = appendix_n(best, chosen, n_boot=n_boot, level=level, seed=seed)
+    if part_n["note"]:
+        controls = [d for d in present if d not in chosen]
+        notes.append(f"Appendix N {part_n['note']}" + (f" (not real-world, so left out: {', '.join(controls)}; "
+                                                       f"--datasets picks datasets explicitly)" if controls else ""))
+    apart = sorted({b.model for b in best if drawn_apart(b) and b.imagenet_top1 is not None})
+    if apart:
+        notes.append(f"drawn beside the trends and left out of the fits and Appendix N, as the paper's Figure 8 "
+                     f"does: {', '.join(apart)} (their ImageNet top-1 and its source: python models.py --json)")
+    comparison = {"key": compare, "rows": compare_by(runs, compare, metric)} if compare else None
+    return Analysis(settings=settings, inputs=inputs, warnings=warnings, notes=notes, best=best,
+                    coverage=grid_coverage(runs, grid), unknown_top1=unknown_top1, trends=trends,
+                    size_trends=size_fits(best, threshold, n_boot=n_boot, level=level, seed=seed), appendix_n=part_n,
+                    comparison=comparison)
+
+
+def make_figures(analysis: Analysis) -> tuple[dict[str, Callable[[], Figure]], list[str]]:
+    """Figure 1 (and its logit version with --logit), a spline figure per dataset and the model-size figure: a
+    function drawing each, by file stem (report.write_outputs draws and saves them one at a time, so that only
+    one is held in memory); and a note for each figure that cannot be drawn."""
+    best, settings = analysis.best, analysis.settings
+    drawers: dict[str, Callable[[], Figure]] = {}
+    notes = []
+    if any(b.imagenet_top1 is not None for b in best):
+        drawers["figure1"] = partial(plots.plot_trends, best, analysis.trends, settings["threshold"])
+        if settings["logit"]:
+            drawers["figure1-logit"] = partial(plots.plot_trends, best, analysis.trends, settings["threshold"],
+                                               axes_kind="logit")
+    numbers = plots.model_numbers(best)
+    for dataset in sorted({b.dataset for b in best}, key=dataset_order):
+        points = sorted(fit_points(best, dataset), key=lambda b: b.imagenet_top1)
+        distinct = len({b.imagenet_top1 for b in points})
+        if distinct < MIN_SPLINE_MODELS:
+            notes.append(f"{dataset}: spline skipped, {distinct} distinct ImageNet top-1 values "
+                         f"(needs {MIN_SPLINE_MODELS})")
+            continue
+        drawers[f"spline-{dataset}"] = partial(_spline_figure, points, numbers, settings["level"])
+    if any(b.params is not None and b.params > 0 for b in best):
+        drawers["model-size"] = partial(plots.plot_model_size, best, analysis.size_trends, settings["threshold"])
+    unknown = sorted({b.model for b in best if b.params is None or b.params <= 0})
+    if unknown:
+        notes.append(f"left out of the model-size figure (unknown parameter count): {', '.join(unknown)}")
+    return drawers, notes
+
+
+def _spline_figure(points: list[Best], numbers: dict[str, int], level: float) -> Figure:
+    """A dataset's points (sorted by ImageNet top-1) with the smoothing spline through them."""
+    scale = metric_scale([b.report_value for b in points])
+    x = np.array([b.imagenet_top1 for b in points])
+    y = np.array([b.report_value for b in points]) * scale
+    width = np.nan_to_num(np.array([b.report_high - b.report_low for b in points]) * scale)
+    spline = smoothing_spline(x, y, width / (2 * stats.norm.ppf(0.5 + level / 2)))
+    xs = np.linspace(x[0], x[-1], 200)
+    return plots.plot_spline(points, xs, spline(xs), numbers)

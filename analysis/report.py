@@ -1,0 +1,258 @@
+"""What analyze.py and fid.py write for people and programs: Markdown and CSV tables, the analysis report, --help.
+
+    report.write_outputs(analysis, figures, "reports")   # report.md, tables/*.csv, analysis.json, figures/*.png|pdf
+
+A table is a list of rows (dicts) and its columns. Every cell of a Markdown table is one line with its pipes
+escaped and long text shortened, so that any text (an error message with newlines and pipes, a 5,000-character
+traceback) leaves the table well-formed; the CSV and JSON files keep the text whole.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from matplotlib.figure import Figure
+
+from analysis.figures import save_figure
+from analysis.pipeline import Analysis
+from analysis.reading import dataset_order
+from analysis.selection import Best, describe_config
+from common import fileio
+from training.recipe import TUNED
+
+MAX_CELL = 200  # characters of text shown in a Markdown cell; the CSV has all of it
+TREND_COLUMNS = ["dataset", "metric", "split", "axes", "subset", "n", "slope", "slope_low", "slope_high",
+                 "intercept", "r", "r_low", "r_high", "r_p", "no_progress"]
+SIZE_COLUMNS = ["dataset", "metric", "split", "x", "subset", "n", "slope", "slope_low", "slope_high", "intercept",
+                "r", "r_low", "r_high", "r_p"]
+
+
+def one_line(value: Any, limit: int = MAX_CELL) -> str:
+    """Text for one Markdown line: line breaks become spaces, and text over `limit` characters is shortened."""
+    text = re.sub(r"\s*[\r\n]+\s*", " ", str(value)).strip()
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return one_line(value).replace("|", "&#124;")  # an entity, not a backslash: no parser splits a cell on it
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "_none_\n"
+    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return buffer.getvalue()
+
+
+def tables(analysis: Analysis) -> dict[str, tuple[list[dict[str, Any]], list[str]]]:
+    """Every table of the analysis: name -> (rows, columns)."""
+    coverage, part_n = analysis.coverage, analysis.appendix_n
+    grid_columns = ["dataset", "model", *TUNED]
+    return {
+        "best": ([asdict(b) for b in analysis.best], [f.name for f in fields(Best)]),
+        "diverged": (coverage["diverged"], grid_columns + ["diverged_epoch", "run_id", "record"]),
+        "failed": (coverage["failed"], grid_columns + ["error", "run_id", "record"]),
+        "missing": (coverage["missing"], grid_columns),
+        "trends": (analysis.trends, TREND_COLUMNS + ["metric_scale", "models"]),
+        "size_trends": (analysis.size_trends, SIZE_COLUMNS + ["metric_scale", "models"]),
+        "appendix_n_ols": (part_n["ols"], ["dataset", "model", "intercept", "imagenet_coef", "average_coef", "r2",
+                                           "rss", "df_resid"]),
+        "appendix_n_f_tests": (part_n["f_tests"], ["dataset", "test", "F", "p", "df_num", "df_den"]),
+        "appendix_n_spearman": (part_n["spearman"], ["dataset", "rho_imagenet", "p_imagenet", "rho_average",
+                                                     "p_average", "difference", "difference_low",
+                                                     "difference_high", "p_difference", "n_boot_used"]),
+        "leaderboard": (part_n["leaderboard"], ["rank", "model", "score", "standardised_logit_score",
+                                                "imagenet_top1", "imagenet_rank",
+                                                *part_n["datasets"], *[f"z_{d}" for d in part_n["datasets"]]]),
+        "skipped": ([{"warning": w} for w in analysis.warnings], ["warning"]),
+        "comparison": (analysis.comparison["rows"] if analysis.comparison else [],
+                       ["dataset", "model", "value", "metric", "split", "result", "configurations", "run_id"]),
+    }
+
+
+def comparison_tables(comparison: dict[str, Any]) -> list[str]:
+    """Appendix G's layout: per dataset, one row per model and one column per value of the compared setting."""
+    key, lines = comparison["key"], []
+    for dataset in sorted({row["dataset"] for row in comparison["rows"]}, key=dataset_order):
+        rows = [row for row in comparison["rows"] if row["dataset"] == dataset]
+        values = sorted({str(row["value"]) for row in rows})
+        table = []
+        for model in dict.fromkeys(row["model"] for row in rows):
+            cells = {str(row["value"]): row["result"] for row in rows if row["model"] == model}
+            table.append({"model": model, **{f"{key}={value}": cells.get(value) for value in values}})
+        lines += [f"### {dataset} ({rows[0]['metric']} on {rows[0]['split']})", "",
+                  markdown_table(table, ["model", *[f"{key}={value}" for value in values]])]
+    return lines
+
+
+def _with_interval(value: float | None, low: float, high: float) -> str:
+    if value is None:
+        return ""
+    if math.isnan(low) or math.isnan(high):
+        return f"{value:.4f}"
+    return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def best_table(rows: list[Best]) -> str:
+    """One dataset's chosen configurations: the analysed metric on the selection, reported and extra splits."""
+    lines = []
+    for b in rows:
+        line = {"model": b.model, "ImageNet top-1": b.imagenet_top1,
+                "configuration": describe_config({k: getattr(b, k) for k in TUNED})}
+        if b.report_split == b.selection_split:
+            line[f"{b.report_split} {b.metric} (chosen on, reported)"] = _with_interval(
+                b.report_value, b.report_low, b.report_high)
+        else:
+            line[f"{b.selection_split} {b.metric}"] = _with_interval(b.selection_value, b.selection_low,
+                                                                     b.selection_high)
+            line[f"{b.report_split} {b.metric} (reported)"] = _with_interval(b.report_value, b.report_low,
+                                                                             b.report_high)
+        if b.extra_split:
+            line[f"{b.extra_split} {b.metric}"] = _with_interval(b.extra_value, b.extra_low, b.extra_high)
+        line["configs"] = b.configurations
+        lines.append(line)
+    columns = list(dict.fromkeys(key for line in lines for key in line))
+    return markdown_table(lines, columns)
+
+
+def summary_lines(analysis: Analysis) -> list[str]:
+    """The answer in a few sentences: each dataset's linear trend, and what Appendix N found."""
+    lines = []
+    fits = [f for f in analysis.trends if f["axes"] == "linear"]
+    for dataset in sorted({f["dataset"] for f in fits}, key=dataset_order):
+        parts = []
+        for fit in (f for f in fits if f["dataset"] == dataset):
+            if math.isnan(fit["slope"]):
+                parts.append(f"{fit['subset']}: too few models ({fit['n']})")
+                continue
+            parts.append(f"{fit['subset']}: slope {fit['slope']:.3g} [{fit['slope_low']:.3g}, "
+                         f"{fit['slope_high']:.3g}], r {fit['r']:.2f}, {fit['n']} models"
+                         + (" (no meaningful progress)" if fit["no_progress"] else ""))
+        first = next(f for f in fits if f["dataset"] == dataset)
+        lines.append(f"- **{dataset}** ({first['metric']} on {first['split']}): " + "; ".join(parts))
+    part_n = analysis.appendix_n
+    total = len(part_n["datasets"])
+    if part_n["f_tests"]:
+        for question, finding in (("average adds to ImageNet", "the average of the other datasets adds to ImageNet"),
+                                  ("ImageNet adds to average", "ImageNet adds to the average of the other datasets")):
+            hits = [t["dataset"] for t in part_n["f_tests"] if t["test"] == question and t["p"] < 0.05]
+            lines.append(f"- Appendix N: {finding} (F-test p < 0.05) on {len(hits)} of {total} datasets"
+                         + (f" ({', '.join(hits)})" if hits else ""))
+    if part_n["spearman"]:
+        hits = [s["dataset"] for s in part_n["spearman"] if s["p_difference"] < 0.05]
+        lines.append(f"- Appendix N.2: the Spearman correlation with the other datasets' average exceeds the one "
+                     f"with ImageNet (paired bootstrap over models, one-sided p < 0.05) on {len(hits)} of {total} "
+                     f"datasets" + (f" ({', '.join(hits)})" if hits else ""))
+    return lines or ["- no dataset has enough models with a known ImageNet top-1 for a fit"]
+
+
+def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out: Path) -> str:
+    """The report a person reads: summary, what was left out, every table, and links to the figures."""
+    settings = analysis.settings
+    lines = ["# Does ImageNet accuracy predict accuracy on real-world tasks?", "",
+             f"{len(analysis.inputs)} input file(s); {len(analysis.best)} (dataset, model) results. "
+             f"Settings: threshold {settings['threshold']:g}% ImageNet top-1, slope threshold "
+             f"{settings['slope_threshold']:g}, {settings['level']:.0%} intervals from {settings['n_boot']} bootstrap "
+             f"resamples (seed {settings['seed']}), grid = {settings['grid']}"
+             + (f", metric {settings['metric']}" if settings["metric"] else "") + ".", ""]
+    lines += ["## Summary", ""] + summary_lines(analysis) + [""]
+    if analysis.warnings:
+        lines += ["## Files and results left out", ""] + [f"- {one_line(w, 1000)}" for w in analysis.warnings] + [""]
+    if analysis.notes:
+        lines += ["## Notes", ""] + [f"- {one_line(n, 1000)}" for n in analysis.notes] + [""]
+    if analysis.unknown_top1:
+        lines += [f"Models with unknown ImageNet top-1, left out of the fits: {', '.join(analysis.unknown_top1)}", ""]
+
+    lines += ["## Best configuration per model", "",
+              "Chosen on the selection split by the dataset's metric; the reported split gives the number used in "
+              "the fits (the paper's: HPA is reported on val, where its thresholds are chosen, with test_val "
+              f"beside it). Brackets: {settings['level']:.0%} interval over the split's samples (Clopper-Pearson "
+              "for accuracy, bootstrap otherwise; `interval_method` in tables/best.csv).", ""]
+    for dataset in sorted({b.dataset for b in analysis.best}, key=dataset_order):
+        rows = [b for b in analysis.best if b.dataset == dataset]
+        chosen_by = "" if rows[0].chosen_by == rows[0].metric else \
+            f"Configurations chosen by {rows[0].chosen_by} on {rows[0].selection_split}; shown: {rows[0].metric}.\n\n"
+        lines += [f"### {dataset}", "", chosen_by + best_table(rows)]
+
+    all_tables = tables(analysis)
+    for title, name in (("Diverged configurations", "diverged"), ("Failed runs", "failed"),
+                        ("Configurations missing from the grid", "missing")):
+        table_rows, columns = all_tables[name]
+        lines += [f"## {title}", "", markdown_table(table_rows, [c for c in columns if c != "record"])]
+
+    lines += ["## Trend fits (Figure 1, Table 2)", "",
+              "Metric (x100 when stored as a fraction) regressed on ImageNet top-1 (%); slope on 0-100 axes, "
+              f"bootstrap interval over models. `no_progress`: slope below {settings['slope_threshold']:g}.", "",
+              markdown_table(analysis.trends, TREND_COLUMNS),
+              "## Model size (Appendix L)", "",
+              "Metric (0-100) regressed on log10(parameter count): the slope is the change per tenfold parameters.",
+              "", markdown_table(analysis.size_trends, SIZE_COLUMNS)]
+    for name, files in figure_files.items():
+        png = next(p for p in files if p.suffix == ".png")
+        lines += [f"![{name}]({png.relative_to(out).as_posix()})", ""]
+
+    if analysis.comparison:
+        lines += [f"## Comparison by {analysis.comparison['key']} (Appendix G)", "",
+                  f"Each cell: the best configuration among the runs with that {analysis.comparison['key']}, "
+                  f"chosen on the selection split; its reported-split metric.", ""]
+        lines += comparison_tables(analysis.comparison)
+    part_n = analysis.appendix_n
+    lines += ["## Appendix N: does the average over real-world datasets predict better than ImageNet?", "",
+              "Each dataset's metric and ImageNet top-1 are logit-transformed and standardised across models. Per "
+              "dataset, OLS of its score on ImageNet, on the average of the other datasets, and on both; the F-tests "
+              "ask whether the second predictor adds to the first (small p: it does). N.2: Spearman correlations "
+              "of each dataset with ImageNet and with the other datasets' average, and a paired bootstrap over "
+              "models of their difference (models resampled with replacement, the average re-standardised on each "
+              "resample; `p_difference` is the one-sided share of resamples where the average does not correlate "
+              "better). The benchmark score is the paper's [§6]: a model's plain average of the datasets' metrics "
+              "(0-100); the average standardised logit score is shown beside it.", ""]
+    if part_n["note"]:
+        lines += [part_n["note"], ""]
+    lines += [f"Datasets: {', '.join(part_n['datasets']) or 'none'}. Models: {', '.join(part_n['models']) or 'none'}.",
+              ""]
+    if part_n["left_out"]:
+        lines += ["Left out: " + "; ".join(f"{x['model']} ({x['reason']})" for x in part_n["left_out"]), ""]
+    for title, name in (("Nested F-tests", "appendix_n_f_tests"), ("OLS fits", "appendix_n_ols"),
+                        ("N.2: Spearman rank correlations and their difference", "appendix_n_spearman"),
+                        ("Benchmark score (average metric, 0-100)", "leaderboard")):
+        if all_tables[name][0]:
+            lines += [f"### {title}", "", markdown_table(*all_tables[name])]
+    return "\n".join(lines)
+
+
+def write_outputs(analysis: Analysis, figures: dict[str, Callable[[], Figure]], out: str | Path) -> dict[str, Any]:
+    """Write report.md, tables/<name>.csv, analysis.json and figures/<name>.png|pdf under `out`; return the paths.
+    `figures` maps each figure's name to a function drawing it: they are drawn and saved one at a time."""
+    out = Path(out)
+    figure_files = {name: save_figure(draw(), out / "figures" / name) for name, draw in figures.items()}
+    all_tables = tables(analysis)
+    for name, (rows, columns) in all_tables.items():
+        fileio.atomic_write_text(out / "tables" / f"{name}.csv", csv_text(rows, columns))
+    summary = {"settings": analysis.settings, "inputs": analysis.inputs, "warnings": analysis.warnings,
+               "notes": analysis.notes, "unknown_top1": analysis.unknown_top1,
+               "tables": {name: rows for name, (rows, _) in all_tables.items()},
+               "appendix_n": {k: analysis.appendix_n[k] for k in ("datasets", "models", "left_out", "note")},
+               "figures": {name: [str(p) for p in files] for name, files in figure_files.items()}}
+    fileio.atomic_write_json(out / "analysis.json", summary)
+    fileio.atomic_write_text(out / "report.md", markdown_report(analysis, figure_files, out))
+    return {"report": out / "report.md", "json": out / "analysis.json", "tables": out / "tables",
+            "figures": figure_files}
