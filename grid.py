@@ -8,14 +8,14 @@
     python grid.py slurm --partition gpu > study.sbatch && sbatch study.sbatch   # a job array, a task per pack
     python grid.py estimate --paper --gpus 8      # GPU-hours and wall-clock of the paper's full study
 
-`plan` asks train.py for the runs (training.config.plan_runs: the same run ids train.py makes) of every dataset x model x seed
-x configuration of the grid, writes them to a manifest (JSON lines: run id, train.py arguments, folder, config) and
-prints one train.py command per run still to do, for `xargs -P` or GNU parallel. The paper's grid is the default:
-SGD (Nesterov) with cosine and with step schedules at lr 1e-1..1e-4, AdamW with cosine at lr 1e-2..1e-5, each with
-wd 1e-3..1e-6 and 0 (60 configurations). train.py's own --optimizer, --schedule, --lr and --wd (several values
-each) restrict it; `--grid product` takes exactly the values given; `--grid FILE` reads a JSON list of blocks, each
-{"optimizer": [...], "schedule": [...], "lr": [...], "wd": [...]}. Every other option goes to train.py as it is
-(e.g. --weights random --epochs 2); grid runs keep no weights unless given --save-weights best.
+`plan` asks train.py for the runs (training.config.plan_runs: the same run ids train.py makes) of every dataset x model
+x seed x configuration of the grid, writes them to a manifest (JSON lines: run id, train.py arguments, folder, config)
+and prints one train.py command per run still to do, for `xargs -P` or GNU parallel. The paper's grid is the default:
+SGD (Nesterov) with cosine and with step schedules at lr 1e-1..1e-4, AdamW with cosine at lr 1e-2..1e-5, each with wd
+1e-3..1e-6 and 0 (60 configurations). train.py's own --optimizer, --schedule, --lr and --wd (several values each)
+restrict it; `--grid product` takes exactly the values given; `--grid FILE` reads a JSON list of blocks, each
+{"optimizer": [...], "schedule": [...], "lr": [...], "wd": [...]}. Every other option goes to train.py as it is (e.g.
+--weights random --epochs 2); grid runs keep no weights unless given --save-weights best.
 """
 from __future__ import annotations
 

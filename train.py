@@ -8,8 +8,8 @@
 
 The same command on a CPU, one GPU, many GPUs or a TPU (Accelerate places everything). Each run writes
 runs/<run_id>.json, where run_id is derived from the configuration (training/identity.py), and runs/<run_id>/
-(common/runrecord.py says what each holds). Re-running the same command skips a complete (or diverged) run and resumes a partial one, so a shell loop
-over the grid can be restarted at any time.
+(common/runrecord.py says what each holds). Re-running the same command skips a complete (or diverged) run and resumes
+a partial one, so a shell loop over the grid can be restarted at any time.
 
 Several values of --optimizer, --schedule, --lr and --wd train every combination in one process ("packed"), on the
 same decoded and augmented batches: each is its own run, with its own run id, record and random stream, exactly as

@@ -210,8 +210,9 @@ def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[str]]:
             if (run.metric, run.selection_split, run.report_split) == reference:
                 consistent.append(run)
             else:
-                warnings.append(f"{run.path}: dataset '{name}' is chosen on {metric_key(reference[1], reference[0])} and "
-                                f"reported on {reference[2]}, but this run uses {metric_key(run.selection_split, run.metric)} "
+                chosen_on, uses = metric_key(reference[1], reference[0]), metric_key(run.selection_split, run.metric)
+                warnings.append(f"{run.path}: dataset '{name}' is chosen on {chosen_on} and "
+                                f"reported on {reference[2]}, but this run uses {uses} "
                                 f"and {run.report_split}; skipped")
     return consistent, warnings
 

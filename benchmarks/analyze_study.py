@@ -32,15 +32,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the toolkit's modules live at the repository root
 
-import metrics  # noqa: E402
-from common import (
-    cli,  # noqa: E402
-    fileio,  # noqa: E402
-    provenance,  # noqa: E402
-    runrecord,  # noqa: E402
-)
-from data import REGISTRY  # noqa: E402
-from nets import registry  # noqa: E402
+import metrics
+from common import cli, fileio, provenance, runrecord
+from data import REGISTRY
+from nets import registry
 
 # (evaluated split, its size) of each dataset: the selection split first
 SPLIT_SIZES = {"cct20": {"cis_val": 3484, "cis_test": 15827}, "aptos": {"val": 733},
@@ -97,7 +92,8 @@ def record(config: dict, entry: registry.ModelEntry, status: str, best_metrics: 
     spec, rid = REGISTRY[config["dataset"]], run_id(config)
     epochs = config["epochs"] if status != runrecord.DIVERGED else 3
     history = [{"epoch": e, "lr": config["lr"], "train_loss": float(rng.uniform(0.1, 2)), "seconds": 100.0,
-                "images_per_s": 1000.0, **{k: float(v * rng.uniform(0.9, 1.0)) for k, v in (best_metrics or {}).items()}}
+                "images_per_s": 1000.0,
+                **{k: float(v * rng.uniform(0.9, 1.0)) for k, v in (best_metrics or {}).items()}}
                for e in range(1, epochs + 1)]
     best = {"epoch": int(rng.integers(1, epochs + 1)), "metrics": best_metrics} if best_metrics else None
     error = {runrecord.FAILED: "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB | see the log",
@@ -119,7 +115,8 @@ def record(config: dict, entry: registry.ModelEntry, status: str, best_metrics: 
         "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T05:00:00+00:00",
         "versions": provenance.library_versions(), "git_commit": "0" * 40, "command": f"train.py --dataset {spec.name}",
         "history": history, "best": best,
-        "predictions": {split: runrecord.RunFiles(".", rid).predictions_entry(split) for split in splits} if best else {},
+        "predictions": ({split: runrecord.RunFiles(".", rid).predictions_entry(split) for split in splits}
+                        if best else {}),
         "skipped_bad_images": 0, "bad_image_ids": [],
     }
 

@@ -17,20 +17,17 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "
                  "NUMEXPR_NUM_THREADS"):
     os.environ[variable] = "1"
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # metrics.py lives at the repository root
-import metrics  # noqa: E402
-from common import (
-    cli,  # noqa: E402
-    provenance,  # noqa: E402
-)
+import metrics
+from common import cli, provenance
 
 
 def binary_predictions(rng: np.random.Generator, n: int, prevalence: float) -> tuple[np.ndarray, np.ndarray]:

@@ -3,15 +3,15 @@
     python benchmarks/cache_build.py                                       # 1,600 JPEGs of 800x600, 0 vs all cores
     python benchmarks/cache_build.py --images 3200 --width 400 --height 300 --workers 16
 
-Writes a synthetic Cassava copy of --images JPEGs of --width x --height (data/synthetic.py's images, in Cassava's layout; kept
-in --data and reused when it is already there), then runs `cache.py cassava --img-size 256` exactly as a user would,
-in a fresh cache folder each time: once with --workers 0 and once with --workers N, --repeat times each,
-alternating. Cassava's paper split puts 80% of the images in train (the train variant, short side 288) and 20% in
-val (the eval variant, 256 x 256), so every image is decoded once per run. Reported for each: the build rate
-cache.py prints (images/s over the builds), the wall time of the whole command (Python start-up, imports, reading
-the dataset and its split included), and the CPU time of cache.py and its workers per image, which shows what the
-parallelism costs whatever else runs on the machine. The best of the repeats is reported, since other processes may
-share the machine; the load average is printed with the results.
+Writes a synthetic Cassava copy of --images JPEGs of --width x --height (data/synthetic.py's images, in Cassava's
+layout; kept in --data and reused when it is already there), then runs `cache.py cassava --img-size 256` exactly as a
+user would, in a fresh cache folder each time: once with --workers 0 and once with --workers N, --repeat times each,
+alternating. Cassava's paper split puts 80% of the images in train (the train variant, short side 288) and 20% in val
+(the eval variant, 256 x 256), so every image is decoded once per run. Reported for each: the build rate cache.py prints
+(images/s over the builds), the wall time of the whole command (Python start-up, imports, reading the dataset and its
+split included), and the CPU time of cache.py and its workers per image, which shows what the parallelism costs whatever
+else runs on the machine. The best of the repeats is reported, since other processes may share the machine; the load
+average is printed with the results.
 """
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from anywhere: the toolkit's modules
 
-from common.cli import usable_cores  # noqa: E402
-from common.provenance import cpu_name  # noqa: E402
-from data import CASSAVA_DISEASES, open_dataset  # noqa: E402
-from data.synthetic import class_image, write_fixture, write_image  # noqa: E402
+from common.cli import usable_cores
+from common.provenance import cpu_name
+from data import CASSAVA_DISEASES, open_dataset
+from data.synthetic import class_image, write_fixture, write_image
 
 RATE = re.compile(r"built (\d+) images in ([\d.]+) s: (\d+) images/s")
 

@@ -23,13 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: the toolkit is one folder up
 
-from common.cli import HelpFormatter, usable_cores  # noqa: E402
-from common.provenance import cpu_name  # noqa: E402
-from frechet import DIMS  # noqa: E402
-from frechet.distance import FeatureStats, frechet_distance  # noqa: E402
-from frechet.features import compute_statistics, resolve_device  # noqa: E402
-from frechet.inception import load_inception  # noqa: E402
-from frechet.inputs import ImageSet  # noqa: E402
+from common.cli import HelpFormatter, usable_cores
+from common.provenance import cpu_name
+from frechet import DIMS
+from frechet.distance import FeatureStats, frechet_distance
+from frechet.features import compute_statistics, resolve_device
+from frechet.inception import load_inception
+from frechet.inputs import ImageSet
 
 
 @dataclass

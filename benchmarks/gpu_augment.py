@@ -27,16 +27,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the toolkit's modules
 
-from input_pipeline import machine_description  # noqa: E402  (benchmarks/ is this script's own folder)
+from input_pipeline import machine_description  # benchmarks/ is this script's own folder
 
-import cache  # noqa: E402
-from augment import (
-    gpu,  # noqa: E402
-    transforms,  # noqa: E402
-)
-from common import errors  # noqa: E402
-from data import REGISTRY, Samples, get_spec  # noqa: E402
-from training import engine  # noqa: E402
+import imagecache
+from augment import gpu, transforms
+from common import errors
+from data import REGISTRY, Samples, get_spec
+from training import engine
 
 ASPECTS = (4 / 3, 3 / 4, 1.0, 16 / 9)  # width / height of the synthetic images, in turn
 
@@ -75,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the device side runs")
     p.add_argument("--img-size", type=int, default=256, help="training input size")
     p.add_argument("--batch-size", type=int, default=128, help="images per batch")
-    p.add_argument("--dataset", default="cassava", choices=sorted(REGISTRY), help="registry dataset whose flips the pipeline uses")
+    p.add_argument("--dataset", default="cassava", choices=sorted(REGISTRY),
+                   help="registry dataset whose flips the pipeline uses")
     p.add_argument("--images", type=int, default=64, help="distinct synthetic images, used cyclically")
     p.add_argument("--steps", type=int, default=20, help="timed batches per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed batches before each measurement")
@@ -101,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
 
     spec = get_spec(args.dataset)
-    short_side = cache.cache_settings(args.img_size, "train")["short_side"]
+    short_side = imagecache.cache_settings(args.img_size, "train")["short_side"]
     images = cached_images(args.images, short_side)
     pipeline = transforms.train_transform(spec, args.img_size, "paper")
     n = args.batch_size

@@ -22,15 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import (
-    cli,  # noqa: E402
-    fileio,  # noqa: E402
-)
-from common.choice import best_of  # noqa: E402
-from common.runrecord import COMPLETE, best_value  # noqa: E402
-from data.synthetic import write_fixture  # noqa: E402
-from sweep.halving import halving_outcome  # noqa: E402
-from sweep.state import read_manifest, read_record  # noqa: E402
+from common import cli, fileio
+from common.choice import best_of
+from common.runrecord import COMPLETE, best_value
+from data.synthetic import write_fixture
+from sweep.halving import halving_outcome
+from sweep.state import read_manifest, read_record
 
 REPO = Path(__file__).resolve().parent.parent
 

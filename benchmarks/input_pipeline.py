@@ -40,14 +40,11 @@ from torchvision import transforms as tv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: the toolkit's modules
 
-import cache  # noqa: E402
-from augment import transforms  # noqa: E402
-from common import (
-    cli,  # noqa: E402
-    provenance,  # noqa: E402
-)
-from data import Samples, get_spec  # noqa: E402
-from training import engine  # noqa: E402
+import cache
+from augment import transforms
+from common import cli, provenance
+from data import Samples, get_spec
+from training import engine
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NUM_CLASSES = 15  # CCT-20's, whose originals the default size imitates
@@ -197,14 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="resnet50", help="timm model name (random weights)")
     p.add_argument("--img-size", type=int, default=256, help="training input size")
-    p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1), help="DataLoader workers (and cache-building processes)")
+    p.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1),
+                   help="DataLoader workers (and cache-building processes)")
     p.add_argument("--batch-size", type=int, default=128, help="images per batch")
     p.add_argument("--steps", type=int, default=30, help="timed batches per measurement")
     p.add_argument("--warmup", type=int, default=5, help="untimed batches before each measurement")
-    p.add_argument("--originals", type=parse_size, default=(2048, 1536), help="size WxH of the synthetic original JPEGs")
+    p.add_argument("--originals", type=parse_size, default=(2048, 1536),
+                   help="size WxH of the synthetic original JPEGs")
     p.add_argument("--num-originals", type=int, default=256, help="distinct original files, used cyclically")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where the model runs")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="auto: bf16 on CUDA, fp32 elsewhere (channels-last on CUDA always)")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="auto: bf16 on CUDA, fp32 elsewhere (channels-last on CUDA always)")
     p.add_argument("--cpu-input-only", action="store_true", help="time the two input paths alone, without a model")
     return p
 

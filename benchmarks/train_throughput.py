@@ -29,21 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: the toolkit's modules
 
-import train  # noqa: E402
-from common import (
-    cli,  # noqa: E402
-    fileio,  # noqa: E402
-    provenance,  # noqa: E402
-)
-from data.synthetic import write_fixture  # noqa: E402
-from nets import (
-    networks,  # noqa: E402
-    registry,  # noqa: E402
-)
-from training import (
-    engine,  # noqa: E402
-    run,  # noqa: E402
-)
+import train
+from common import cli, fileio, provenance
+from data.synthetic import write_fixture
+from nets import networks, registry
+from training import engine, run
 
 DISTINCT_IMAGES_PER_CLASS = 40
 
@@ -144,16 +134,20 @@ def write_split(root: Path, path: Path, train_images: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = cli.parser(__doc__.split("\n\n")[0])
     p.add_argument("--model", nargs="+", default=["resnet50"], help="registry or timm model names")
-    p.add_argument("--img-size", type=int, default=None, help="input size; by default registry.input_size for Cassava (256, 224 for DeiT)")
+    p.add_argument("--img-size", type=int, default=None,
+                   help="input size; by default registry.input_size for Cassava (256, 224 for DeiT)")
     p.add_argument("--batch-size", type=int, default=128, help="global batch size")
     p.add_argument("--steps", type=int, default=100, help="training steps per epoch in (b), and timed steps in (a)")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps before (a)")
     p.add_argument("--workers", type=int, default=min(8, cli.usable_cores()), help="train.py --workers")
     p.add_argument("--originals", default="400x300", help="size WIDTHxHEIGHT of the synthetic JPEGs")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"], help="where to train; by default CUDA when there is one")
-    p.add_argument("--precision", default="auto", choices=["auto", "no", "bf16"], help="'auto': bf16 on a GPU, fp32 on a CPU")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"],
+                   help="where to train; by default CUDA when there is one")
+    p.add_argument("--precision", default="auto", choices=["auto", "no", "bf16"],
+                   help="'auto': bf16 on a GPU, fp32 on a CPU")
     p.add_argument("--compile", action="store_true", help="also measure (a) and (b) with torch.compile")
-    p.add_argument("--pack", type=int, default=1, help="also measure (c): this many configurations packed in one train.py")
+    p.add_argument("--pack", type=int, default=1,
+                   help="also measure (c): this many configurations packed in one train.py")
     p.add_argument("--json", default=None, help="save the results to this file, for grid.py estimate")
     args = p.parse_args(argv)
     if args.device == "cpu":

@@ -12,13 +12,13 @@ weights. It is printed as `prog: error: <message>` (the message names the file, 
 out) and ends the script with exit status 2 (usage: the command line) or 1 (data: the files). Anything else is a
 bug and keeps its traceback. Set TRANSFER_DEBUG=1 to see the traceback of an expected error too.
 
-Under `accelerate launch` only the main process prints, until `report_from_every_rank()` (train.py calls it once
-its processes read different shards): then an error raised on one rank alone is printed by that rank too. Accelerate's single-process launcher turns any non-zero
-exit of its child into a traceback of its own (a `CalledProcessError` repeating the command), which would bury the
-one useful line; so after reporting, the child stops that launcher with SIGUSR1 (exit status 138 in a shell). Not
-SIGTERM: 143 means "stopped by SIGTERM, state saved, rerun to resume", and a wrapper that requeues on it would retry
-a usage error forever.
-Several-process launches (torchrun) print their own failure summary, which we leave alone.
+Under `accelerate launch` only the main process prints, until `report_from_every_rank()` (train.py calls it once its
+processes read different shards): then an error raised on one rank alone is printed by that rank too. Accelerate's
+single-process launcher turns any non-zero exit of its child into a traceback of its own (a `CalledProcessError`
+repeating the command), which would bury the one useful line; so after reporting, the child stops that launcher with
+SIGUSR1 (exit status 138 in a shell). Not SIGTERM: 143 means "stopped by SIGTERM, state saved, rerun to resume", and a
+wrapper that requeues on it would retry a usage error forever. Several-process launches (torchrun) print their own
+failure summary, which we leave alone.
 """
 from __future__ import annotations
 

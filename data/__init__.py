@@ -62,7 +62,8 @@ class DatasetSpec:
     report_split: str | None       # where the chosen model is reported, when it differs from selection_split
     hflip: bool                    # the paper's train-time flips
     vflip: bool
-    paper_split: str               # "paper" (splits.py reproduces it), "import" (HPA's file), "official" (in the files), "none"
+    # "paper" (splits.py reproduces it), "import" (HPA's file), "official" (in the files), "none"
+    paper_split: str
     source: str                    # where users get it
     epochs: int = 30               # the paper's recipe: 30 epochs (Melanoma 10)
     step_milestones: tuple[int, ...] = (15, 20, 25)  # epochs at which the step schedule multiplies lr by 0.1
@@ -202,7 +203,8 @@ def concatenate(primary: Samples, extra: Samples) -> Samples:
     if (primary.spec.task, primary.class_names) != (extra.spec.task, extra.class_names):
         raise IncompatibleDatasetsError(
             f"{what}: their labels mean different things ({primary.name}: {primary.spec.task}, classes "
-            f"{', '.join(primary.class_names)}; {extra.name}: {extra.spec.task}, classes {', '.join(extra.class_names)})")
+            f"{', '.join(primary.class_names)}; {extra.name}: {extra.spec.task}, classes "
+            f"{', '.join(extra.class_names)})")
     if primary.image_files is None or extra.image_files is None:
         raise IncompatibleDatasetsError(f"{what}: only datasets read from image files can be combined")
     if primary.official_split is not None or extra.official_split is not None:
@@ -254,5 +256,6 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> S
     return module.load(spec, root, **options)
 
 
-__all__ = ["REGISTRY", "REAL_WORLD", "DatasetSpec", "Samples", "DatasetError", "IncompatibleDatasetsError", "BadImageError",
+__all__ = ["REGISTRY", "REAL_WORLD", "DatasetSpec", "Samples", "DatasetError", "IncompatibleDatasetsError",
+           "BadImageError",
            "open_dataset", "get_spec", "default_root", "describe", "concatenate", "problem_list"]

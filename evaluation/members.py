@@ -137,4 +137,5 @@ def wanted_splits(options: EvalOptions, runs: list[tuple[Path, dict]], spec) -> 
 def check_split_names(wanted: list[str], available, where: str) -> None:
     unknown = [split for split in wanted if split not in available]
     if unknown:
-        raise errors.UsageError(f"--split {' '.join(unknown)}: not in {where} (it has {', '.join(available) or 'none'})")
+        raise errors.UsageError(f"--split {' '.join(unknown)}: not in {where} "
+                                f"(it has {', '.join(available) or 'none'})")

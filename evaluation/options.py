@@ -52,7 +52,8 @@ class EvalOptions:
             return self.name
         inputs = list(self.runs) or [f"{self.model}-{Path(self.weights or 'none').stem}"]
         settings = {key: list(value) if isinstance(value, tuple) else value
-                    for key, value in sorted(asdict(self).items()) if key not in ("out", "name", "workers", "batch_size")}
+                    for key, value in sorted(asdict(self).items())
+                    if key not in ("out", "name", "workers", "batch_size")}
         digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
         stem = Path(inputs[0]).name.removesuffix(".json") if inputs else "eval"
         source = "predictions" if self.from_predictions else f"tta{self.tta}"

@@ -34,7 +34,8 @@ from common import errors, fileio
 from data import BadImageError, Samples
 from imagecache.worker import describe_view
 
-CACHE_VERSION = 2  # bump whenever the bytes a cache holds would change for the same inputs (2: views without albumentations)
+# Bump whenever the bytes a cache holds would change for the same inputs (2: views without albumentations).
+CACHE_VERSION = 2
 TRAIN_MARGIN = 1.125  # train variant: short side = round(1.125 * img_size)
 FORMATS = ("npy", "jpeg")
 INDEX_COLUMNS = ("sample", "offset", "length", "height", "width", "channels")

@@ -1,8 +1,8 @@
 """What a cache-building process does: decode images, turn them into the stored view, write them where told.
 
-imagecache/build.py and imagecache/verify.py hand out chunks of samples. A chunk is worked either in the calling
-process (workers=0) or by `WorkerPool`, a set of `python -m imagecache.worker FD` processes that import only numpy,
-OpenCV and the dataset registry: not torch, albumentations or the script that started them, so a worker is ready in a fraction of a
+imagecache/build.py and imagecache/verify.py hand out chunks of samples. A chunk is worked either in the calling process
+(workers=0) or by `WorkerPool`, a set of `python -m imagecache.worker FD` processes that import only numpy, OpenCV and
+the dataset registry: not torch, albumentations or the script that started them, so a worker is ready in a fraction of a
 second however heavy that script is (multiprocessing's spawn and forkserver re-run the main script in every worker).
 
 A worker never sends pixels back. For a "build" message it decodes its chunk, keeps the stored bytes and answers

@@ -4,8 +4,9 @@
     metrics.intervals(task, predictions, metrics=["qwk"])     # several models' predictions on shared resamples
     metrics.paired_difference(task, "roc_auc", labels, a, b)  # the interval of a difference between two models
 
-(metrics.py exports them: import metrics, not this module; its docstring gives the definitions.) A resample is an index matrix row; each metric is
-computed for a whole block of resamples at once from count-weighted sums (metric_statistics.py), so 10,000
+(The metrics package exports them: import metrics, not this module; metrics/scoring.py gives the definitions.) A
+resample is an index matrix row; each metric is computed for a whole block of resamples at once from count-weighted
+sums (metrics/statistics.py), so 10,000
 resamples take seconds. A resample on which a metric is undefined is dropped from the percentiles, and the entry
 says how many were used and dropped.
 """

@@ -214,8 +214,8 @@ def _first_conv_name(model: nn.Module) -> str:
     # for every registry entry the first Conv2d registered is the stem (tests check timm's pretrained_cfg agrees)
     name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
     if conv.in_channels != 3 or conv.groups != 1:
-        raise UnsupportedOptionError(f"first convolution {name} takes {conv.in_channels} channels in {conv.groups} groups, "
-                         f"expected a plain 3-channel (RGB) stem")
+        raise UnsupportedOptionError(f"first convolution {name} takes {conv.in_channels} channels in {conv.groups} "
+                                     f"groups, expected a plain 3-channel (RGB) stem")
     return name
 
 

@@ -51,7 +51,8 @@ TRAIN_PY_EFFICIENCY = 0.77
 STAND_INS = {
     "shufflenet_v2_x0_5": ("shufflenet_v2_x1_0", 0.04, 0.145), "mnasnet0_5": ("mobilenet_v3_small", 0.104, 0.057),
     "vgg13_bn": ("vgg16_bn", 11.308, 15.47), "deit_tiny": ("deit_small", 1.26, 4.61),
-    "resnext50_32x4d": ("resnet50", 4.23, 4.089), "pnasnet5large": ("inception_resnet_v2", 25.04 / 331**2, 13.18 / 299**2),
+    "resnext50_32x4d": ("resnet50", 4.23, 4.089),
+    "pnasnet5large": ("inception_resnet_v2", 25.04 / 331**2, 13.18 / 299**2),
     "resnet18": ("resnet50", 1.814, 4.089),
 }
 EVAL_SPEEDUP = 3.0  # a forward pass without backward and optimizer step costs about a third of a training step
@@ -85,11 +86,11 @@ def load_throughput(path: str | Path) -> dict[tuple[str, str, bool], dict]:
         raise errors.DataError(f"{path}: no 'results' list; write it with benchmarks/train_throughput.py --json")
     table = {}
     for i, row in enumerate(results):
-        for key, kind in (("model", str), ("img_size", int), ("precision", str), ("model_alone_img_per_s", (int, float)),
-                          ("train_py_img_per_s", (int, float))):
-            if not isinstance(row.get(key), kind) or (kind != str and row[key] <= 0):
+        for key, kind in (("model", str), ("img_size", int), ("precision", str),
+                          ("model_alone_img_per_s", (int, float)), ("train_py_img_per_s", (int, float))):
+            if not isinstance(row.get(key), kind) or (kind is not str and row[key] <= 0):
                 raise errors.DataError(f"{path}: results[{i}].{key} is {row.get(key)!r}, not a positive "
-                                       f"{'text' if kind == str else 'number'}")
+                                       f"{'text' if kind is str else 'number'}")
         if not isinstance(row.get("compile", False), bool):
             raise errors.DataError(f"{path}: results[{i}].compile is {row['compile']!r}, not true or false")
         key = (row["model"], precision_of(row), row.get("compile", False))
@@ -208,7 +209,8 @@ def format_estimate(result: dict) -> str:
     measured = [source for source in result["throughput_sources"] if not source.startswith(THROUGHPUT_SOURCE)]
     from_table = sorted(source for source in result["throughput_sources"] if source.startswith(THROUGHPUT_SOURCE))
     lines += ["", "throughput: " + "; ".join(measured + ([THROUGHPUT_SOURCE] if from_table else []))]
-    lines += [f"  {source.removeprefix(THROUGHPUT_SOURCE + '; ')}" for source in from_table if source != THROUGHPUT_SOURCE]
+    lines += [f"  {source.removeprefix(THROUGHPUT_SOURCE + '; ')}" for source in from_table
+              if source != THROUGHPUT_SOURCE]
     lines += [f"sizes of {name}: train {s['train']:,}, evaluated per epoch {s['evaluated_per_epoch']:,} ({s['source']})"
               for name, s in result["split_sizes"].items()]
     return "\n".join(lines)

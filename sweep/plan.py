@@ -84,7 +84,8 @@ def restrict(blocks: list[dict], wanted: dict[str, list]) -> list[dict]:
 
 def plan(datasets: list[str], model_names: list[str], seeds: list[int], blocks: list[dict],
          passthrough: list[str]) -> list[Entry]:
-    """Every run of the grid, as training.config.plan_runs makes them (the dataset and split are opened, nothing trained)."""
+    """Every run of the grid, as training.config.plan_runs makes them (the dataset and split are opened, nothing
+    trained)."""
     model_names = [name for given in model_names for name in (registry.group_models(given) or [given])]
     for flag, instead in RESERVED.items():
         if any(token == flag or token.startswith(flag + "=") for token in passthrough):

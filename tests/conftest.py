@@ -26,7 +26,7 @@ def small_digits_split(folder: Path, n_train: int = 160, n_val: int = 91) -> Pat
     assignment[order[n_train:n_train + n_val]] = "val"
     path = folder / "digits-small.csv"
     # Samples marked "unused" are deliberately left out of every split.
-    lines = ["id,label,split"] + [f"{i},{l},{s}" for i, l, s in zip(samples.ids, samples.labels, assignment)]
+    lines = ["id,label,split"] + [f"{i},{label},{s}" for i, label, s in zip(samples.ids, samples.labels, assignment)]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -65,9 +65,9 @@ def split_file(tmp_path_factory) -> Path:
 
 def digits_args(split_file: Path, out: Path, epochs: int = 2, *extra: str) -> list[str]:
     # MobileNetV3 has dropout: resuming must restore the random numbers it draws, not only the data order.
-    return ["--dataset", "digits", "--model", "mobilenet_v3_small", "--weights", "random", "--split-file", str(split_file),
-            "--epochs", str(epochs), "--batch-size", "32", "--img-size", "16", "--workers", "0", "--lr", "0.05",
-            "--out", str(out), *extra]
+    return ["--dataset", "digits", "--model", "mobilenet_v3_small", "--weights", "random",
+            "--split-file", str(split_file), "--epochs", str(epochs), "--batch-size", "32", "--img-size", "16",
+            "--workers", "0", "--lr", "0.05", "--out", str(out), *extra]
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,8 @@ def write_run(folder, dataset, model, value, top1=None, optimizer="sgd", schedul
                    **config},
         "dataset": {"name": dataset, "task": "multiclass", "metric": "accuracy", "num_classes": NUM_CLASSES,
                     "selection_split": "val", "report_split": None},
-        "model": {"name": model, "imagenet_top1": top1, "params": params, "weights_loaded": "imagenet:IMAGENET1K_V1" if weights == "imagenet" else weights},
+        "model": {"name": model, "imagenet_top1": top1, "params": params,
+                  "weights_loaded": "imagenet:IMAGENET1K_V1" if weights == "imagenet" else weights},
         "history": [], "best": None, "predictions": {},
     }
     if status == "complete":
@@ -315,7 +316,6 @@ def test_missing_predictions_and_mixed_settings_are_reported(tmp_path):
 
 
 def test_imagenet_top1_comes_from_models_py_and_unknown_models_are_left_out(tmp_path):
-    models = pytest.importorskip("models")
     name, entry = next((n, e) for n, e in registry.REGISTRY.items() if e.imagenet_top1 is not None)
     write_run(tmp_path, "cassava", name, 0.8, top1=1.0)  # a wrong number in the record: models.py wins
     write_run(tmp_path, "cassava", "mystery", 0.7, top1=None)
@@ -367,7 +367,8 @@ def brute_force_difference(target, imagenet, others, indices):
     for row in indices:
         average = np.mean([(o[row] - o[row].mean()) / o[row].std(ddof=1) for o in others], axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out.append(stats.spearmanr(target[row], average).statistic - stats.spearmanr(target[row], imagenet[row]).statistic)
+            out.append(stats.spearmanr(target[row], average).statistic
+                       - stats.spearmanr(target[row], imagenet[row]).statistic)
     return np.array(out)
 
 
@@ -465,9 +466,9 @@ def test_metric_flag_analyses_accuracy_of_aptos_and_melanoma_on_the_chosen_confi
 
 def test_hpa_is_reported_on_val_where_thresholds_are_chosen_with_test_val_beside_it(tmp_path):
     """A real train.py run on the HPA fixture: the paper reports HPA on val [4.3], test_val is an extra column."""
-    from conftest import train
-
     from data.synthetic import write_fixture
+
+    from conftest import train
     root = write_fixture("hpa", tmp_path / "hpa", per_class=3)
     runs, out = tmp_path / "runs", tmp_path / "reports"
     train(["--dataset", "hpa", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs", "1",

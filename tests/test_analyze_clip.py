@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_analyze import linear_grid, run_analysis, write_run
 
 from analysis import figures, pipeline, trends
 from nets import registry
+
+from test_analyze import linear_grid, run_analysis, write_run
 
 CLIP = ("clip_vit_b16", "clip_vit_l14")
 REASON = "CLIP: pretrained on image-text pairs, not ImageNet; Appendix N covers ImageNet models"

@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from test_analyze import run_analysis, write_run, write_scored_run
 
 import analyze
 from analysis import reading
+
+from test_analyze import run_analysis, write_run, write_scored_run
 
 
 def halving_note(selected: bool) -> dict:

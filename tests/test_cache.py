@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from image_reads import count_reads  # tests/image_reads.py
 
 import imagecache
 from augment import transforms
@@ -24,6 +23,8 @@ from data import REGISTRY, BadImageError, Samples, images, open_dataset
 from data.synthetic import write_fixture, write_image
 from imagecache import build, store
 from training import engine
+
+from image_reads import count_reads  # tests/image_reads.py
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 32          # training input size of the tests: train cache short side 36, eval cache 32 x 32
@@ -40,7 +41,8 @@ def stored(folder: Path) -> tuple[bytes, np.ndarray]:
 
 
 def test_settings_follow_the_paper_sizes():
-    assert imagecache.cache_settings(256, "train") == {"kind": "train", "img_size": 256, "short_side": 288, "crop": None}
+    assert imagecache.cache_settings(256, "train") == {"kind": "train", "img_size": 256, "short_side": 288,
+                                                        "crop": None}
     assert imagecache.cache_settings(224, "train")["short_side"] == 252
     assert imagecache.cache_settings(256, "eval") == {"kind": "eval", "img_size": 256, "short_side": 256, "crop": 256}
     with pytest.raises(ValueError, match="kind"):

@@ -60,7 +60,8 @@ def test_without_a_model_the_testbed_sizes_are_prepared():
     assert len(testbed) == 19
     assert imagecache.input_sizes("aptos") == [224, 256]  # DeiT at 224, the rest at the paper's 256
     assert imagecache.input_sizes("eurosat") == [224]
-    assert imagecache.input_sizes("aptos", group="all") == sorted({registry.input_size(m, "aptos") for m in registry.REGISTRY})
+    every = sorted({registry.input_size(m, "aptos") for m in registry.REGISTRY})
+    assert imagecache.input_sizes("aptos", group="all") == every
     assert imagecache.input_sizes("aptos", img_sizes=[320, 288, 320]) == [288, 320]
 
 
@@ -98,7 +99,8 @@ def test_expected_errors_are_one_line_without_a_traceback(tmp_path):
 
 def test_the_build_benchmark_runs_and_reports_both_rates(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cache_build.py"), "--images", "10",
-                             "--width", "64", "--height", "48", "--workers", "2", "--repeat", "1", "--data", str(tmp_path)],
+                             "--width", "64", "--height", "48", "--workers", "2", "--repeat", "1",
+                             "--data", str(tmp_path)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "machine: CPU" in result.stdout and "--workers 0 " in result.stdout and "--workers 2 " in result.stdout
@@ -107,9 +109,9 @@ def test_the_build_benchmark_runs_and_reports_both_rates(tmp_path):
 
 def test_cache_py_prepares_the_images_of_a_final_model_with_extra_training_data(tmp_path, monkeypatch):
     """APTOS + dr2015 on all labelled data (the Kaggle recipe): train.py --cache auto finds what cache.py built."""
-    from conftest import train as run_train
-
     from data.synthetic import write_fixture
+
+    from conftest import train as run_train
     aptos = write_fixture("aptos", tmp_path / "aptos", per_class=6)
     dr2015 = write_fixture("dr2015", tmp_path / "dr2015", per_class=3)
     data = ["--root", str(aptos), "--extra-train", "dr2015", "--extra-root", str(dr2015), "--train-on", "all"]

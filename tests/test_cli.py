@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from test_report import assert_each_default_shown_once
 
 import analyze
 import cache
@@ -12,6 +11,8 @@ import evaluate
 import fid
 import grid
 import train
+
+from test_report import assert_each_default_shown_once
 
 
 def subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:

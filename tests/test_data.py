@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import read_csv, write_csv
 from torchvision.datasets import ImageFolder
 
 from data import (
@@ -28,6 +27,8 @@ from data import (
     open_dataset,
 )
 from data.synthetic import write_fixture, write_hpa_composites
+
+from conftest import read_csv, write_csv
 
 
 def make(name: str, tmp_path: Path, per_class: int = 2, **options) -> Path:

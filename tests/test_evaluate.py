@@ -6,7 +6,6 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import only_record
 
 import evaluate
 import metrics
@@ -15,6 +14,8 @@ from data import get_spec
 from data.synthetic import write_fixture
 from evaluation import command as evaluation_command
 from evaluation import submissions
+
+from conftest import only_record
 
 
 def run_evaluate(*args: str) -> dict:
@@ -98,7 +99,8 @@ def test_runs_with_different_selection_splits_are_evaluated_apart(complete_run, 
 def test_a_run_without_weights_is_refused_before_its_data_is_opened(complete_run, tmp_path, monkeypatch):
     folder, record = run_folder(complete_run)
     bare = copy_run(folder, record, tmp_path / "runs", without=("best.safetensors",))
-    monkeypatch.setattr(evaluation_command, "open_run_data", lambda *a: pytest.fail("the data was opened before the check"))
+    monkeypatch.setattr(evaluation_command, "open_run_data",
+                        lambda *a: pytest.fail("the data was opened before the check"))
     with pytest.raises(errors.DataError) as error:
         evaluate.main([bare, "--workers", "0", "--out", str(tmp_path / "evals")])
     message = str(error.value)
@@ -211,7 +213,7 @@ def test_submission_end_to_end_on_an_unlabeled_aptos_folder(tmp_path, monkeypatc
     assert evaluation(tmp_path / "evals")["tta"] == "flips"
     lines = submission.read_text().splitlines()
     assert lines[0] == "id_code,diagnosis" and len(lines) == 6
-    assert [l.split(",")[0] for l in lines[1:]] == sorted(p.stem for p in test_dir.iterdir())
+    assert [line.split(",")[0] for line in lines[1:]] == sorted(p.stem for p in test_dir.iterdir())
 
     # A final model trained on all labelled data (regression head): no split to fit cut points on, the default ones
     final = tmp_path / "final"
@@ -230,7 +232,8 @@ def test_submission_end_to_end_on_an_unlabeled_aptos_folder(tmp_path, monkeypatc
 
 def test_interval_settings_are_checked_before_any_model_runs(complete_run, monkeypatch):
     folder, _ = run_folder(complete_run)
-    monkeypatch.setattr(evaluation_command, "load_run_model", lambda *a: pytest.fail("a model was loaded before the check"))
+    monkeypatch.setattr(evaluation_command, "load_run_model",
+                        lambda *a: pytest.fail("a model was loaded before the check"))
     for flags in (["--level", "2"], ["--n-boot", "0"]):
         with pytest.raises(errors.UsageError, match="--n-boot must be at least 1"):
             evaluate.main([str(folder), *flags])
@@ -238,7 +241,8 @@ def test_interval_settings_are_checked_before_any_model_runs(complete_run, monke
 
 def test_unknown_split_is_an_error_before_any_model_runs(complete_run, tmp_path, monkeypatch):
     folder, _ = run_folder(complete_run)
-    monkeypatch.setattr(evaluation_command, "load_run_model", lambda *a: pytest.fail("a model was loaded before the check"))
+    monkeypatch.setattr(evaluation_command, "load_run_model",
+                        lambda *a: pytest.fail("a model was loaded before the check"))
     with pytest.raises(errors.UsageError, match=r"--split tset: not in the split file \(it has train, val\)"):
         evaluate.main([str(folder), "--split", "val", "tset", "--workers", "0", "--out", str(tmp_path)])
     with pytest.raises(errors.UsageError, match="--split tset: not in .*saved predictions"):
@@ -261,8 +265,8 @@ def test_runs_on_different_images_are_not_ensembled(complete_run, tmp_path):
 def test_model_mode_needs_weights_whose_head_fits(complete_run, tmp_path, monkeypatch):
     folder, record = run_folder(complete_run)
     monkeypatch.chdir(complete_run[0])
-    base = ["--dataset", "digits", "--model", record["config"]["model"], "--split-file", record["dataset"]["split_file"],
-            "--workers", "0", "--out", str(tmp_path)]
+    base = ["--dataset", "digits", "--model", record["config"]["model"],
+            "--split-file", record["dataset"]["split_file"], "--workers", "0", "--out", str(tmp_path)]
     with pytest.raises(errors.UsageError, match="--model needs --weights"):
         evaluate.main(base)
     with pytest.raises(errors.DataError, match="head does not fit"):

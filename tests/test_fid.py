@@ -182,8 +182,8 @@ def test_missing_weights_file_names_the_file_the_url_and_the_ways_out(tmp_path):
     with pytest.raises(errors.WeightsUnavailableError) as error:
         inception.load_inception(str(tmp_path / "nowhere.pth"))
     message = str(error.value)
-    for needed in ("nowhere.pth does not exist", inception.FID_WEIGHTS_FILE, inception.FID_WEIGHTS_URL, "--weights torchvision",
-                   "--weights random"):
+    for needed in ("nowhere.pth does not exist", inception.FID_WEIGHTS_FILE, inception.FID_WEIGHTS_URL,
+                   "--weights torchvision", "--weights random"):
         assert needed in message
 
 
@@ -343,7 +343,8 @@ def test_seeds_of_a_and_b_and_disjoint_subsets_of_one_dataset(tmp_path, data_roo
     assert record["inputs"]["a"]["ids_sha256"] == a.record["ids_sha256"]
     assert record["inputs"]["b"]["ids_sha256"] == b.record["ids_sha256"]
     seeded = cli(tmp_path, "aptos", "aptos", "--data-root", data_root, "--subset", 6, "--seed-b", 1)
-    assert seeded["seeds"] == {"a": 0, "b": 1} and seeded["inputs"]["b"]["ids_sha256"] == other_seed.record["ids_sha256"]
+    assert seeded["seeds"] == {"a": 0, "b": 1}
+    assert seeded["inputs"]["b"]["ids_sha256"] == other_seed.record["ids_sha256"]
     with pytest.raises(errors.UsageError, match="--disjoint draws B from the images A did not use"):
         cli(tmp_path, "aptos", "eurosat", "--data-root", data_root, "--subset", 4, "--disjoint")
     with pytest.raises(errors.UsageError, match="fewer than --subset 8"):  # 15 images hold no two disjoint 8s

@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from slurm_local import MAX_ARRAY_SIZE, Unavailable, start_cluster
 
 import grid
 from common import errors, fileio
@@ -36,6 +34,9 @@ from sweep.state import (
     release,
 )
 from training.config import plan_runs
+
+from conftest import REPO
+from slurm_local import MAX_ARRAY_SIZE, Unavailable, start_cluster
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 MODELS = ["mobilenet_v3_small", "shufflenet_v2_x0_5"]
@@ -166,7 +167,8 @@ def test_packs_are_rectangular_products_of_the_pending_configurations():
     lrs, wds = [0.1, 0.01, 0.001, 0.0001], [1e-3, 1e-4, 1e-5, 1e-6, 0.0]
 
     def entry(lr: float, wd: float) -> Entry:
-        argv = ("--dataset", "aptos", "--optimizer", "sgd", "--schedule", "cosine", "--lr", f"{lr:g}", "--wd", f"{wd:g}")
+        argv = ("--dataset", "aptos", "--optimizer", "sgd", "--schedule", "cosine", "--lr", f"{lr:g}",
+                "--wd", f"{wd:g}")
         return Entry(f"r-{lr:g}-{wd:g}", argv, "/x", {"dataset": "aptos", "model": "m", "out": "runs", "epochs": 30,
                                                       "optimizer": "sgd", "schedule": "cosine", "lr": lr, "wd": wd})
 
@@ -191,7 +193,8 @@ def test_packs_are_rectangular_products_of_the_pending_configurations():
     launch = command(slots[1], ["--lr", "0.1"])
     assert launch[1:6] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     assert launch[-3:] == [str(REPO / "train.py"), "--lr", "0.1"]
-    assert command(make_slots(None, 3, 1)[2], ["--lr", "0.1"]) == [sys.executable, str(REPO / "train.py"), "--lr", "0.1"]
+    alone = command(make_slots(None, 3, 1)[2], ["--lr", "0.1"])
+    assert alone == [sys.executable, str(REPO / "train.py"), "--lr", "0.1"]
     with pytest.raises(errors.UsageError, match="--gpus-per-run 2"):
         make_slots("0,1,2", 1, 2)
 
@@ -212,7 +215,8 @@ def test_a_run_lock_is_exclusive_and_stale_locks_are_recognised(tmp_path):
     own_host = {"host": socket.gethostname(), "boot": Path("/proc/sys/kernel/random/boot_id").read_text().strip()}
     path.write_text(json.dumps({**own_host, "token": "x", "processes": [[dead.pid, "1"]]}))
     assert live_holder(entry) is None and acquire(entry)  # a crashed holder's lock is broken and taken
-    path.write_text(json.dumps({**own_host, "boot": "an-earlier-boot", "token": "x", "processes": [[os.getpid(), "1"]]}))
+    path.write_text(json.dumps({**own_host, "boot": "an-earlier-boot", "token": "x",
+                                "processes": [[os.getpid(), "1"]]}))
     assert live_holder(entry) is None  # written before a reboot
     path.write_text(json.dumps({"host": "another-node", "token": "x", "processes": [[1, "1"]]}))
     assert live_holder(entry, stale_after=600) and acquire(entry, stale_after=600) is None  # touched just now

@@ -10,13 +10,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, small_digits_split, train
 
 from data.inputs import open_inputs
 from data.synthetic import write_fixture
 from training import identity, lpft
 from training.config import RunConfig, plan_runs, resolve
 from training.options import parse
+
+from conftest import REPO, small_digits_split, train
 
 # Computed at fb7877c by train.plan_runs and lpft's phase configurations on these exact inputs.
 PINNED = {
@@ -58,7 +59,8 @@ def test_run_ids_are_those_of_earlier_versions(inputs_folder, monkeypatch):
     assert ids([*base, "--optimizer", "sgd", "adamw", "--lr", "0.1", "0.01", "--wd", "1e-4", "0"]) == PINNED["packed"]
     assert ids(["--dataset", "digits", "--model", "resnet18", "--weights", "weights/finetuned.safetensors",
                 "--split-file", str(split), "--epochs", "2"]) == PINNED["weights_file"]
-    assert ids(["--dataset", "digits", "--model", "mobilenet_v3_small", "--weights", "random"]) == PINNED["default_split"]
+    default_split = ["--dataset", "digits", "--model", "mobilenet_v3_small", "--weights", "random"]
+    assert ids(default_split) == PINNED["default_split"]
     assert ids(["--dataset", "aptos", "--root", str(aptos), "--extra-train", "dr2015", "--extra-root", str(dr2015),
                 "--model", "resnet18", "--weights", "random", "--epochs", "3", "--img-size", "32"]) == \
         PINNED["extra_train"]
@@ -143,7 +145,7 @@ def test_a_grid_half_run_by_an_earlier_version_finishes_without_retraining(tmp_p
         run_in(work, old / "train.py", [*second["argv"], "--until-epoch", "1"])
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)], capture_output=True)
-    result = run_in(work, REPO / "grid.py", ["run", "--slots", "1"])
+    run_in(work, REPO / "grid.py", ["run", "--slots", "1"])
     log = lambda entry: [json.loads(line) for line in  # noqa: E731
                          (work / "runs" / ".grid" / "log" / f"{entry['run_id']}.jsonl").read_text().splitlines()]
     assert not (work / "runs" / ".grid" / "log" / f"{first['run_id']}.jsonl").exists()  # complete: never launched

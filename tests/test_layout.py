@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO
 
 SCRIPTS = ("train", "evaluate", "analyze", "splits", "fid", "models", "grid", "cache")

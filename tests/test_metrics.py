@@ -341,7 +341,8 @@ def test_intervals_of_many_prediction_sets_equal_each_set_scored_alone():
     together = metrics.intervals("multilabel", iter(with_thresholds), metrics=["macro_f1", "micro_f1"], n_boot=700,
                                  seed=4)
     for (y, s, t), result in zip(with_thresholds, together):
-        alone = metrics.score_with_intervals("multilabel", y, s, t, n_boot=700, seed=4, metrics=["macro_f1", "micro_f1"])
+        alone = metrics.score_with_intervals("multilabel", y, s, t, n_boot=700, seed=4,
+                                             metrics=["macro_f1", "micro_f1"])
         assert result == alone and set(result) == {"macro_f1", "micro_f1"}
 
 

@@ -6,19 +6,17 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import timm
 import torch
 import torchvision
-from conftest import REPO
 from safetensors.torch import save_file
 
 from common import errors, fileio
 from nets import networks, registry
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import REPO
 
 # Building and running the two ViT-L/14 towers (300M parameters each) on CPU takes 10-25 s apiece, more than this
 # file's share of the suite's time budget; CLIP ViT-B/16 runs the same code paths.
@@ -205,7 +203,8 @@ def test_input_size_is_the_papers():
 
 
 def test_registry_metadata_needs_no_torch():
-    code = "import sys; from nets import registry; registry.input_size('resnet50', 'aptos'); print('torch' in sys.modules, 'timm' in sys.modules)"
+    code = ("import sys; from nets import registry; registry.input_size('resnet50', 'aptos'); "
+            "print('torch' in sys.modules, 'timm' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.split() == ["False", "False"]
 
@@ -321,7 +320,8 @@ def test_imagenet_weights_offline_fail_at_once(offline, name, where):
 
 
 def test_timm_model_without_weights_is_refused(offline):
-    with pytest.raises(networks.WeightsUnavailableError, match="cs3darknet_s.*no downloadable weights.*--weights random"):
+    with pytest.raises(networks.WeightsUnavailableError,
+                       match="cs3darknet_s.*no downloadable weights.*--weights random"):
         networks.create_model("cs3darknet_s", 5)
 
 

@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 from accelerate.utils import set_seed
-from conftest import REPO, digits_args, train
 from safetensors.torch import load_file
 
 import train as train_script
@@ -18,6 +17,8 @@ from nets import networks
 from training import command as training_command
 from training.config import plan_runs
 from training.options import build_parser
+
+from conftest import REPO, digits_args, train
 
 TIMING_KEYS = {"seconds", "images_per_s"}
 
@@ -180,7 +181,8 @@ def test_linear_probe_then_fine_tuning(split_file, tmp_path, monkeypatch):
 
 def test_expected_error_under_accelerate_launch_is_one_short_message(tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train.py"), "--dataset", "aptos",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train.py"),
+               "--dataset", "aptos",
                "--root", str(tmp_path / "no-such-folder"), "--weights", "random"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 from matplotlib.lines import Line2D
-from test_analyze import N_BOOT, linear_grid, run_analysis, write_run
 
 import analyze
 from analysis import figures, pipeline, report
 from nets import registry
+
+from test_analyze import N_BOOT, linear_grid, run_analysis, write_run
 
 
 def assert_each_default_shown_once(parser) -> None:

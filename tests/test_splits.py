@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_csv, write_csv
 
 from common.fileio import sha256_file
 from data import Samples, concatenate, get_spec, open_dataset
@@ -34,6 +33,8 @@ from data.splits import (
     write_split_file,
 )
 from data.synthetic import write_fixture
+
+from conftest import read_csv, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 

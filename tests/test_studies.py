@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
-
 from data.synthetic import write_fixture
+
+from conftest import REPO
 
 
 def test_aptos_kaggle_study_writes_a_submission_from_the_data(tmp_path):

@@ -11,12 +11,13 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, digits_args, only_record, train
 
 import metrics
 import train as train_script
 from common import fileio, runrecord
 from data import DatasetError
+
+from conftest import REPO, digits_args, only_record, train
 
 TIMING_KEYS = {"seconds", "images_per_s"}
 
@@ -204,7 +205,8 @@ def test_run_reads_through_the_prepared_cache_and_records_it(split_file, tmp_pat
     assert train_script.main([*args, "--cache", "build"]) == 0
     record = only_record(out)
     assert record["cache"]["train"]["images"] == 160 and record["cache"]["val"]["images"] == 91
-    assert {record["cache"]["train"]["settings"]["kind"], record["cache"]["val"]["settings"]["kind"]} == {"train", "eval"}
+    kinds = {record["cache"]["train"]["settings"]["kind"], record["cache"]["val"]["settings"]["kind"]}
+    assert kinds == {"train", "eval"}
     shutil.rmtree(out)
     assert train_script.main([*args, "--cache", "off"]) == 0
     uncached = only_record(out)

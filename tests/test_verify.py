@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_reads import count_reads  # tests/image_reads.py
 
 import cache
 import imagecache
@@ -17,6 +16,8 @@ from data import Samples, open_dataset
 from data.images import check_image_file
 from data.synthetic import write_fixture
 from imagecache.verify import MEMO_NAME, BadImage, BadImagesError, verify_images
+
+from image_reads import count_reads  # tests/image_reads.py
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -51,7 +51,8 @@ class RunConfig:
 
     def to_dict(self, with_id: bool = True) -> dict[str, Any]:
         """The configuration as the run record and grid.py's manifest hold it (every option, packed ones resolved)."""
-        values = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self.options).items()}
+        values = {key: list(value) if isinstance(value, tuple) else value
+                  for key, value in asdict(self.options).items()}
         values.update(optimizer=self.optimizer, schedule=self.schedule, lr=self.lr, wd=self.wd, root=self.root,
                       epochs=self.epochs, img_size=self.img_size, milestones=list(self.milestones))
         if self.split_sha256 is not None:
@@ -108,7 +109,8 @@ def plan_runs(argv: list[str]) -> list[dict[str, Any]]:
     checked but nothing trained. grid.py plans with this, so its run ids are train.py's."""
     options = TrainOptions.from_args(build_parser().parse_args(argv))
     if options.lp_ft:
-        raise errors.UsageError("plan --lp-ft runs with train.py itself: the fine-tuning runs depend on which probe wins")
+        raise errors.UsageError("plan --lp-ft runs with train.py itself: the fine-tuning runs depend on which probe "
+                                "wins")
     resolve(options)  # command-line problems first, before the dataset is read
     key = (options.data, options.eval_splits)
     if key not in _opened:  # grid.py plans model after model on the same data: check the files once

@@ -10,7 +10,7 @@ resume if not). So the id must change when, and only when, the numbers a run pro
     nothing (tests/test_identity.py pins ids computed by earlier versions).
 
 The id reads as the run's configuration, with a digest of the whole identity at the end:
-    <dataset>-<model>-<imagenet|random|file>-<optimizer>-<schedule>-lr<lr>-wd<wd>-<augment>[-<lp-ft phase>]-s<seed>-<digest>
+    <dataset>-<model>-<imagenet|random|file>-<optimizer>-<schedule>-lr<lr>-wd<wd>-<augment>[-<phase>]-s<seed>-<digest>
 
 The data itself is not in the id beyond the split file's SHA-256; the record keeps a fingerprint of the images
 (count and bytes), and a record made from other images is refused rather than reused (training/command.py).

@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=recipe.BATCH_SIZE,
                    help="global batch size, split evenly over processes")
     g.add_argument("--augment", default="paper", choices=list(augment.AUGMENTATIONS),
-                   help="training augmentation: " + "; ".join(f"{name}: {what}" for name, what in augment.AUGMENTATION_HELP.items()))
+                   help="training augmentation: " + "; ".join(f"{name}: {what}"
+                                                              for name, what in augment.AUGMENTATION_HELP.items()))
     g.add_argument("--augment-device", default="auto", choices=["auto", "cpu", "gpu"],
                    help="where the paper's crop and flips are resampled: in the loader workers, or batched on the "
                         "device (augment/gpu.py; 'auto': on CUDA)")
