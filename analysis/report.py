@@ -32,7 +32,7 @@ SIZE_COLUMNS = ["dataset", "metric", "split", "x", "subset", "n", "slope", "slop
                 "r", "r_low", "r_high", "r_p"]
 
 
-def one_line(value: Any, limit: int = MAX_CELL) -> str:
+def cell_text(value: Any, limit: int = MAX_CELL) -> str:
     """Text for one Markdown line: line breaks become spaces, and text over `limit` characters is shortened."""
     text = re.sub(r"\s*[\r\n]+\s*", " ", str(value)).strip()
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
@@ -43,7 +43,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4g}"
-    return one_line(value).replace("|", "&#124;")  # an entity, not a backslash: no parser splits a cell on it
+    return cell_text(value).replace("|", "&#124;")  # an entity, not a backslash: no parser splits a cell on it
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -176,9 +176,9 @@ def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out
              + (f", metric {settings['metric']}" if settings["metric"] else "") + ".", ""]
     lines += ["## Summary", ""] + summary_lines(analysis) + [""]
     if analysis.warnings:
-        lines += ["## Files and results left out", ""] + [f"- {one_line(w, 1000)}" for w in analysis.warnings] + [""]
+        lines += ["## Files and results left out", ""] + [f"- {cell_text(w, 1000)}" for w in analysis.warnings] + [""]
     if analysis.notes:
-        lines += ["## Notes", ""] + [f"- {one_line(n, 1000)}" for n in analysis.notes] + [""]
+        lines += ["## Notes", ""] + [f"- {cell_text(n, 1000)}" for n in analysis.notes] + [""]
     if analysis.unknown_top1:
         lines += [f"Models with unknown ImageNet top-1, left out of the fits: {', '.join(analysis.unknown_top1)}", ""]
 

@@ -101,7 +101,7 @@ def complete_runs_by_model(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
     return dict(groups)
 
 
-def best_of(group: list[Run]) -> Run:
+def chosen_run(group: list[Run]) -> Run:
     """The chosen configuration: the highest selection-split value of the dataset's metric (common/choice.py)."""
     return choice.best_of(group, lambda r: r.selection_value, order=lambda r: r.run_id)
 
@@ -116,7 +116,7 @@ def compare_by(runs: list[Run], key: str, metric: str | None = None) -> list[dic
             groups[(dataset, model, run.hparams.get(key, run.settings.get(key)))].append(run)
     rows = []
     for (dataset, model, value), group in groups.items():
-        chosen = best_of(group)
+        chosen = chosen_run(group)
         name = metric or chosen.metric
         rows.append({"dataset": dataset, "model": model, "value": value, "metric": name,
                      "split": chosen.report_split, "result": chosen.value(chosen.report_split, name),
@@ -132,7 +132,7 @@ def select_best(runs: list[Run], facts: dict[str, ModelFacts], metric: str | Non
     """
     rows = []
     for (dataset, model), group in complete_runs_by_model(runs).items():
-        chosen = best_of(group)
+        chosen = chosen_run(group)
         name, fact = metric or chosen.metric, facts[model]
         extra = chosen.extra_split
         rows.append(Best(

@@ -27,7 +27,7 @@ from common.choice import best_of
 from common.runrecord import COMPLETE, best_value
 from data.synthetic import write_fixture
 from sweep.halving import halving_outcome
-from sweep.state import read_manifest, read_record
+from sweep.state import read_manifest, record_of
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if dataset != "digits" and not (work / "datasets" / dataset).exists():
             write_fixture(dataset, work / "datasets" / dataset, per_class=options.per_class)
         entries = plan_and_run(work, dataset, options.models, options, f"manifests/{dataset}.jsonl", "runs")
-        found = {e.run_id: read_record(e) for e in entries}
+        found = {e.run_id: record_of(e) for e in entries}
         found_all.update(found)
         for model in options.models:
             members = [e for e in entries if e.model == model]
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         first = rows[0]
         entries = plan_and_run(work, first["dataset"], [first["model"]], options, "manifests/verify.jsonl",
                                "runs-halving", "--halving", str(first["factor"]))
-        halved = {e.run_id: read_record(e) for e in entries}
+        halved = {e.run_id: record_of(e) for e in entries}
         complete = sorted(run_id for run_id, record in halved.items() if record["status"] == COMPLETE)
         choice = best_of(complete, lambda run_id: best_value(halved[run_id]), order=str) or "no complete run"
         trained = sum(len(record["history"]) for record in halved.values())

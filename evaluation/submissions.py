@@ -34,10 +34,10 @@ def write_submission(path: Path, dataset: str, ids: np.ndarray, scores: np.ndarr
     if dataset == "melanoma":
         values = [f"{p:.6f}" for p in (scores[:, 1] if scores.ndim == 2 else scores)]
     elif dataset == "hpa":
-        predicted = metrics.predict(spec.task, scores, thresholds)
+        predicted = metrics.hard_predictions(spec.task, scores, thresholds)
         values = [" ".join(str(c) for c in np.flatnonzero(row)) for row in predicted]
     else:
-        values = [str(int(v)) for v in metrics.predict(spec.task, scores, thresholds, spec.num_classes)]
+        values = [str(int(v)) for v in metrics.hard_predictions(spec.task, scores, thresholds, spec.num_classes)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS[dataset])

@@ -20,7 +20,7 @@ from data import REGISTRY
 from frechet.distance import MATRIX_SQRT, frechet_distance, save_stats
 from frechet.features import _made_the_same_way, check_compatible, compute_statistics, made_with, resolve_device
 from frechet.inception import load_inception
-from frechet.inputs import ImageSet, StatsFile, folder_input, identity, open_input, stats_input
+from frechet.inputs import ImageSet, StatsFile, folder_input, input_identity, open_input, stats_input
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def run_pair(args: FidOptions) -> dict[str, Any]:
         return {}
     (a, b), (stats_a, stats_b) = sources, all_stats
     value = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma)
-    decided_by = {"a": identity(a.record), "b": identity(b.record),
+    decided_by = {"a": input_identity(a.record), "b": input_identity(b.record),
                   "made_with": _made_the_same_way(description or {})}
     out = args.out_dir / f"{output_name('fid', [a.label, 'vs', b.label], decided_by)}.json"
     record = {"kind": "fid", "fid": value, "inputs": {"a": a.record, "b": b.record},
@@ -130,7 +130,7 @@ def run_pair(args: FidOptions) -> dict[str, Any]:
               "allow_smaller": args.allow_smaller, "made_with": description, "matrix_sqrt": MATRIX_SQRT,
               "device": resolve_device(args.device) if model else None, "batch_size": args.batch_size, **provenance()}
     atomic_write_json(out, record)
-    same = identity(a.record) == identity(b.record)
+    same = input_identity(a.record) == input_identity(b.record)
     print(f"FID({a.label}, {b.label}) = {fid_text(value)}   ({stats_a.num_images} and {stats_b.num_images} images; "
           f"record {out})" + ("\nnote: A and B are the same images, so the FID is 0 by construction; --disjoint or "
                               "--seed-b draws other images of the same set" if same else ""))
@@ -165,8 +165,8 @@ def run_table(args: FidOptions) -> list[dict[str, Any]]:
         print(f"FID({name}, {reference.label}) = {fid_text(value)}   ({stats.num_images} images)")
         rows.append({"dataset": name, "group": group, "num_available": source.record["num_available"],
                      "num_used": stats.num_images, "fid": value, "input": source.record})
-    decided_by = {"reference": identity(reference.record), "made_with": _made_the_same_way(description),
-                  "inputs": {row["dataset"]: identity(row["input"]) for row in rows}}
+    decided_by = {"reference": input_identity(reference.record), "made_with": _made_the_same_way(description),
+                  "inputs": {row["dataset"]: input_identity(row["input"]) for row in rows}}
     write_table(args.out_dir / output_name("fid_table", [reference.label], decided_by), rows,
                 {"reference": reference.record, "subset": args.subset, "seed": args.seed,
                  "allow_smaller": args.allow_smaller, "made_with": description, "matrix_sqrt": MATRIX_SQRT,

@@ -204,7 +204,7 @@ def _same_images(text: str, dataset_root: Path, a: ImageSet) -> bool:
     return Path(text).is_dir() and str(Path(text).resolve()) == a.record["path_resolved"]
 
 
-def identity(record: dict[str, Any]) -> dict[str, Any]:
+def input_identity(record: dict[str, Any]) -> dict[str, Any]:
     """What decides an input's statistics: which images exactly (or which statistics file), from where."""
     keys = ("kind", "name", "root_resolved", "path_resolved", "split", "split_sha256", "num_used", "ids_sha256",
             "files_sha256", "sha256")

@@ -58,7 +58,7 @@ from imagecache.store import (
 from imagecache.verify import VerificationMemo
 from imagecache.worker import (
     TASKS_PER_WORKER,
-    Entry,
+    ChunkResult,
     WorkerPool,
     chunk_items,
     make_view,
@@ -285,7 +285,7 @@ class Checkpoints:
             self.thread.shutdown()
 
 
-Written = Iterator[tuple[list, list[Entry], int]]  # (chunk items, their entries, the chunk's offset), in order
+Written = Iterator[tuple[list, list[ChunkResult], int]]  # (chunk items, their entries, the chunk's offset), in order
 
 
 def written_here(samples: Samples, chunks: list[list], settings: dict, fmt: str, data_fd: int,
@@ -303,7 +303,7 @@ def written_by_workers(chunks: list[list], settings: dict, fmt: str, channels: i
     """Each chunk decoded by a worker process, which writes it once told its offset; yielded in order once
     written. At most 2 x TASKS_PER_WORKER chunks per worker are built and not yet written (bounded memory)."""
     window = 2 * TASKS_PER_WORKER * workers
-    entries: dict[int, list[Entry]] = {}
+    entries: dict[int, list[ChunkResult]] = {}
     holder, starts, written = {}, {}, set()
     to_send = to_place = to_yield = 0
     with worker_pool(workers, pool) as pool:

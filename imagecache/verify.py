@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from common import cli, errors, fileio
 from data import Samples
-from imagecache.worker import Entry, WorkerPool, chunk_items, file_stats, verified_chunks
+from imagecache.worker import ChunkResult, WorkerPool, chunk_items, file_stats, verified_chunks
 
 MEMO_NAME = "verified-images.json"
 MEMO_VERSION = 1
@@ -60,7 +60,7 @@ class VerificationMemo:
     def key(files: tuple[str, ...], channels: int) -> str:
         return f"{channels} channels: " + " | ".join(os.path.abspath(f) for f in files)
 
-    def entry(self, files: tuple[str, ...] | None, channels: int, entry: Entry) -> dict:
+    def entry(self, files: tuple[str, ...] | None, channels: int, entry: ChunkResult) -> dict:
         """{key: what to remember} for one decoded sample; {} when there is nothing to remember (in memory, or a
         file that was missing: checking that again costs nothing)."""
         if files is None or entry.stats is None:

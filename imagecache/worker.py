@@ -15,7 +15,7 @@ Messages (pickled tuples over one socket per worker):
                     ("build" | "verify", chunk, [(sample, (file, ...)), ...])
                     ("write", chunk, offset)
                     None                                                            stop
-    worker -> main  ("built", chunk, [Entry, ...]) / ("verified", chunk, [Entry, ...]) / ("written", chunk)
+    worker -> main  ("built", chunk, [ChunkResult, ...]) / ("verified", chunk, [ChunkResult, ...]) / ("written", chunk)
                     ("failed", chunk, traceback text)
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ MAX_CHUNK_SIZE = 64  # images per unit of work, at most
 TASKS_PER_WORKER = 2  # chunks sent to a worker ahead of its answers: one being decoded, one waiting
 
 
-class Entry(NamedTuple):
+class ChunkResult(NamedTuple):
     """One sample of a chunk, as a worker reports it."""
     length: int                                   # bytes stored (0 for an unreadable image)
     shape: tuple[int, int, int]                   # of the stored image; (0, 0, 0) when unreadable
@@ -110,7 +110,7 @@ def file_stats(files: tuple[str, ...] | None) -> tuple[tuple[int, int], ...] | N
 
 
 def work_chunk(items: list[tuple[int, tuple[str, ...] | None]], read: Callable[[int, tuple | None], np.ndarray],
-               view: Callable[[np.ndarray], np.ndarray] | None, fmt: str) -> tuple[list, list[Entry]]:
+               view: Callable[[np.ndarray], np.ndarray] | None, fmt: str) -> tuple[list, list[ChunkResult]]:
     """Decode every sample of a chunk: (payloads, entries). With view=None the images are only decoded (verified)
     and no payloads are kept."""
     payloads, entries = [], []
@@ -119,15 +119,15 @@ def work_chunk(items: list[tuple[int, tuple[str, ...] | None]], read: Callable[[
         try:
             image = read(sample, files)
         except BadImageError as error:
-            entries.append(Entry(0, (0, 0, 0), (str(error.path), error.reason), stats))
+            entries.append(ChunkResult(0, (0, 0, 0), (str(error.path), error.reason), stats))
             continue
         if view is None:
-            entries.append(Entry(0, (0, 0, 0), None, stats))
+            entries.append(ChunkResult(0, (0, 0, 0), None, stats))
             continue
         stored = view(image)
         payload = encode(stored, fmt)
         payloads.append(payload)
-        entries.append(Entry(len(memoryview(payload).cast("B")), stored.shape, None, stats))
+        entries.append(ChunkResult(len(memoryview(payload).cast("B")), stored.shape, None, stats))
     return payloads, entries
 
 
@@ -286,7 +286,7 @@ def worker_pool(workers: int, pool: WorkerPool | None = None) -> Iterator[Worker
 
 
 def verified_chunks(chunks: list[list], workers: int, channels: int, read: Callable[[int, tuple | None], np.ndarray],
-                    pool: WorkerPool | None = None) -> Iterator[tuple[int, list[Entry]]]:
+                    pool: WorkerPool | None = None) -> Iterator[tuple[int, list[ChunkResult]]]:
     """(chunk number, entries) of every chunk decoded without keeping anything, in the order they finish.
     `read` is used in this process (workers=0 and no pool); worker processes read the files themselves."""
     if pool is None and workers == 0:

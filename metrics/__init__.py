@@ -21,11 +21,11 @@ from metrics.scoring import (
     fit_cutpoints,
     fit_decision,
     fit_on_selection,
+    hard_predictions,
     intervals,
     macro_f1,
     micro_f1,
     paired_difference,
-    predict,
     quadratic_weighted_kappa,
     resample_indices,
     resampled_metric,
@@ -36,6 +36,6 @@ from metrics.scoring import (
 
 __all__ = ["DEFAULT_THRESHOLD", "PRIMARY_METRIC", "TASK_METRICS", "accuracy", "balanced_accuracy",
            "bootstrap_distribution", "choose_thresholds", "clopper_pearson", "fit_cutpoints", "fit_decision",
-           "fit_on_selection", "intervals", "macro_f1", "micro_f1", "paired_difference", "predict",
+           "fit_on_selection", "intervals", "macro_f1", "micro_f1", "paired_difference", "hard_predictions",
            "quadratic_weighted_kappa", "resample_indices", "resampled_metric", "roc_auc", "score",
            "score_with_intervals"]

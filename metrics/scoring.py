@@ -61,11 +61,11 @@ from metrics.statistics import (
     check_task,
     default_cutpoints,
     f1_statistic,
+    hard_predictions,
     macro_auc_statistic,
     metric_statistic,
     one_hot,
     point_value,
-    predict,
     prepare_split,
     qwk_statistic,
     same_length,
@@ -73,7 +73,8 @@ from metrics.statistics import (
 
 # The one place for metrics: point values and decisions here, intervals from confidence.py, hard predictions and the
 # shared statistics from metric_statistics.py.
-__all__ = ["PRIMARY_METRIC", "TASK_METRICS", "predict", "accuracy", "balanced_accuracy", "quadratic_weighted_kappa",
+__all__ = ["PRIMARY_METRIC", "TASK_METRICS", "hard_predictions", "accuracy", "balanced_accuracy",
+           "quadratic_weighted_kappa",
            "macro_f1", "micro_f1", "roc_auc", "score", "choose_thresholds", "fit_cutpoints", "fit_decision",
            "fit_on_selection",
            "clopper_pearson", "resample_indices", "resampled_metric", "bootstrap_distribution", "score_with_intervals",

@@ -1,6 +1,6 @@
 """The metrics as statistics of resample counts, shared by point values (metrics.py) and intervals (confidence.py).
 
-Inputs are checked and scores turned into hard predictions here (`predict`, `prepare`); each metric is then a
+Inputs are checked and scores turned into hard predictions here (`hard_predictions`, `prepare`); each metric is then a
 function of a block of resamples, each resample a count vector saying how often each sample was drawn, so that a
 bootstrap of 10,000 resamples is a few matrix products, and the point value is the same function at counts = 1.
 """
@@ -65,7 +65,7 @@ def default_cutpoints(num_classes: int) -> np.ndarray:
     return np.arange(num_classes - 1) + 0.5
 
 
-def predict(task: str, scores, thresholds=None, num_classes: int | None = None) -> np.ndarray:
+def hard_predictions(task: str, scores, thresholds=None, num_classes: int | None = None) -> np.ndarray:
     """Hard predictions: (N,) class indices, or (N, C) 0/1 for multilabel.
 
     `thresholds` are the per-class thresholds (multilabel, default 0.5) or the cut points of 1-D ordinal outputs
@@ -121,7 +121,7 @@ def prepare_split(task: str, labels, scores, thresholds, num_classes: int | None
                              f"{scores.shape}")
         if num_classes is not None and num_classes != labels.shape[1]:
             raise ValueError(f"num_classes is {num_classes} but labels have {labels.shape[1]} columns")
-        return Split(labels, predict(task, scores, thresholds), scores, labels.shape[1])
+        return Split(labels, hard_predictions(task, scores, thresholds), scores, labels.shape[1])
     if task == "binary":
         if num_classes not in (None, 2):
             raise ValueError(f"the binary task has 2 classes, got num_classes={num_classes}")
@@ -134,7 +134,7 @@ def prepare_split(task: str, labels, scores, thresholds, num_classes: int | None
         if thresholds is None:
             raise ValueError("1-D ordinal outputs need num_classes or cut points (thresholds)")
         num_classes = len(np.atleast_1d(thresholds)) + 1
-    preds = predict(task, scores, thresholds, num_classes)  # also rejects shapes that fit no task
+    preds = hard_predictions(task, scores, thresholds, num_classes)  # also rejects shapes that fit no task
     labels = as_int("labels", labels, 0, num_classes)
     if labels.ndim != 1:
         raise ValueError(f"{task} labels must be (N,), got shape {labels.shape}")

@@ -32,7 +32,7 @@ from pathlib import Path
 from common import errors
 from data import REAL_WORLD, get_spec
 from nets import registry
-from sweep.state import read_manifest, read_record
+from sweep.state import read_manifest, record_of
 from training.recipe import PAPER_CONFIGURATIONS
 
 # model -> (input size, fp32 img/s, bf16 channels-last img/s): one H200, batch 128, random weights, synthetic input
@@ -273,7 +273,7 @@ def show_estimate(manifest: str, paper: bool, precision: str | None, gpus: int, 
     else:
         entries = read_manifest(manifest)
         rows = manifest_rows([e.config for e in entries])
-        found = [record for record in map(read_record, entries) if record]
+        found = [record for record in map(record_of, entries) if record]
     result = estimate(rows, gpus, measured, found)
     print(json.dumps(result, indent=2, sort_keys=True) if as_json else format_estimate(result))
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import errors, runrecord
 from nets import registry
-from sweep.state import Entry, read_record, write_manifest
+from sweep.state import Entry, record_of, write_manifest
 from training.config import plan_runs
 from training.options import build_parser
 from training.recipe import PACKED as AXES
@@ -129,7 +129,7 @@ def plan_grid(datasets: list[str], model_names: list[str], seeds: list[int], gri
     blocks = restrict(load_grid(grid), wanted)
     entries = plan(datasets, model_names, seeds, blocks, passthrough)
     write_manifest(manifest, entries)
-    pending = [e for e in entries if not runrecord.is_finished(read_record(e))]
+    pending = [e for e in entries if not runrecord.is_finished(record_of(e))]
     for entry in pending:
         print(train_command(entry))
     print(f"grid.py: {len(entries)} runs ({len(pending)} to do) written to {manifest}", file=sys.stderr)

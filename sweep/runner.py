@@ -47,7 +47,7 @@ from sweep.state import (
     live_holder,
     log_event,
     read_manifest,
-    read_record,
+    record_of,
     release,
     touch,
 )
@@ -195,7 +195,7 @@ class Runner:
             return None
         key = (stat.st_mtime_ns, stat.st_size)
         if self.cache.get(entry.run_id, (None,))[0] != key:
-            self.cache[entry.run_id] = (key, read_record(entry))
+            self.cache[entry.run_id] = (key, record_of(entry))
         return self.cache[entry.run_id][1]
 
     # -- what to run next --
@@ -254,7 +254,7 @@ class Runner:
         name = first.run_id + (f"+{len(launch.entries) - 1}" if len(launch.entries) > 1 else "")
         output = launch.output = grid_folder(first.out, "output") / f"{name}.log"
         for e in launch.entries:
-            log_event(e, event="start", from_epoch=epochs_done(read_record(e)), until_epoch=launch.until_epoch,
+            log_event(e, event="start", from_epoch=epochs_done(record_of(e)), until_epoch=launch.until_epoch,
                       pack=[m.run_id for m in launch.entries], slot=launch.slot.name, output=str(output),
                       command=argv)
         with open(output, "a", encoding="utf-8") as log:
@@ -274,7 +274,7 @@ class Runner:
 
     def end(self, launch: Launch, status: int) -> None:
         for e in launch.entries:
-            record = read_record(e)
+            record = record_of(e)
             state = (record or {}).get("status")
             if state in FINISHED or (launch.until_epoch and epochs_done(record) >= launch.until_epoch):
                 outcome = state
@@ -293,7 +293,7 @@ class Runner:
     def annotate_halving(self) -> None:
         """Write into each record of a finished halving what it decided (factor, rungs, where the run stopped)."""
         for members in self.groups.values():
-            found = {e.run_id: read_record(e) for e in members}
+            found = {e.run_id: record_of(e) for e in members}
             state = halving_state(members, found, self.halving, self.failed_for_good())
             if not state.done:
                 continue
@@ -304,7 +304,7 @@ class Runner:
                     continue
                 token = acquire(e, self.stale_after)
                 if token:
-                    record = read_record(e)
+                    record = record_of(e)
                     fileio.atomic_write_json(e.record_path, {**record, "halving": note})
                     release(e, token)
 

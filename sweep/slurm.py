@@ -21,7 +21,7 @@ from pathlib import Path
 from common import errors, runrecord
 from sweep import estimate
 from sweep.runner import form_packs
-from sweep.state import Entry, live_holder, read_manifest, read_record
+from sweep.state import Entry, live_holder, read_manifest, record_of
 
 GRID_PY = Path(__file__).resolve().parents[1] / "grid.py"
 TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
@@ -89,7 +89,7 @@ def write_script(manifest: str, *, partition: str | None, gpus_per_run: int, cpu
                  job_name: str, logs: str, extra: list[str], stale_after: float) -> int:
     """grid.py slurm: print the job-array script of the manifest's pending runs (and a summary on stderr)."""
     entries = read_manifest(manifest)
-    todo = [e for e in entries if not runrecord.is_finished(read_record(e))]
+    todo = [e for e in entries if not runrecord.is_finished(record_of(e))]
     held = [e for e in todo if live_holder(e, stale_after)]
     todo = [e for e in todo if e not in held]
     measured = estimate.load_throughput(throughput) if throughput else None

@@ -100,7 +100,7 @@ def read_manifest(path: str | Path) -> list[Entry]:
     return entries
 
 
-def read_record(entry: Entry) -> runrecord.RunRecord | None:
+def record_of(entry: Entry) -> runrecord.RunRecord | None:
     """The run's record, or None when it has none yet. Raises DataError when the file cannot be read."""
     return runrecord.read_raw(entry.record_path)
 
@@ -202,7 +202,7 @@ def clear_stale_locks(entries: list[Entry], stale_after: float = DEFAULT_STALE_A
     and nobody takes a finished run's lock again."""
     for entry in entries:
         path = lock_path(entry, create=False)
-        if path.exists() and runrecord.is_finished(read_record(entry)):
+        if path.exists() and runrecord.is_finished(record_of(entry)):
             break_if_stale(path, stale_after)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from common import choice, errors, fileio, runrecord
 from common.runrecord import best_value, epochs_done, selection_key
 from sweep import estimate
-from sweep.state import AXES, DEFAULT_MANIFEST, Entry, live_holder, read_log, read_manifest, read_record
+from sweep.state import AXES, DEFAULT_MANIFEST, Entry, live_holder, read_log, read_manifest, record_of
 
 PENDING = "pending"  # no record yet, or one that never saved an epoch
 STATES = (runrecord.COMPLETE, runrecord.RUNNING, runrecord.INTERRUPTED, runrecord.PAUSED, runrecord.DIVERGED,
@@ -57,7 +57,7 @@ def holding_process(holder: dict) -> tuple:
 def status_report(entries: list[Entry], stale_after: float) -> dict:
     """Per dataset x model: how many runs are in each state and the best complete configuration so far; the failed
     runs' errors; and the training time left at the speed the records measured (images/s of that model)."""
-    found = {e.run_id: read_record(e) for e in entries}
+    found = {e.run_id: record_of(e) for e in entries}
     known = [record for record in found.values() if record]  # split sizes of the datasets
     groups: dict[tuple, dict] = {}
     speeds: dict[tuple, list[float]] = defaultdict(list)

@@ -16,7 +16,7 @@ from common import errors
 from data import REGISTRY, open_dataset, splits
 from nets import registry
 from training import options
-from training.config import resolve
+from training.config import run_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def test_the_size_cache_py_prepares_for_a_model_is_the_size_train_py_asks_for(da
     parser = cache.build_parser()
     for model in registry.REGISTRY:
         args = parser.parse_args([dataset, "--model", model])
-        trains_at = resolve(options.parse(["--dataset", dataset, "--model", model]))
+        trains_at = run_config(options.parse(["--dataset", dataset, "--model", model]))
         evaluates_at = registry.input_size(model, dataset, None)  # evaluate.py --model; runs: the record's, train.py's
         assert imagecache.input_sizes(args.dataset, args.model, args.models, args.img_size) == \
             [registry.input_size(model, dataset)] == [trains_at.img_size] == [evaluates_at]

@@ -14,7 +14,7 @@ import pytest
 from data.inputs import open_inputs
 from data.synthetic import write_fixture
 from training import identity, lpft
-from training.config import RunConfig, plan_runs, resolve
+from training.config import RunConfig, plan_runs, run_config
 from training.options import parse
 
 from conftest import REPO, small_digits_split, train
@@ -89,13 +89,13 @@ def test_a_setting_added_later_renames_no_run_at_its_old_behaviour(inputs_folder
     work, split, *_ = inputs_folder
     monkeypatch.chdir(work)
     options = parse(["--dataset", "digits", "--model", "resnet18", "--weights", "random", "--split-file", str(split)])
-    config = resolve(options, open_inputs(options.data)).to_dict()
+    config = run_config(options, open_inputs(options.data)).to_dict()
     before = identity.run_id(config)
     monkeypatch.setitem(identity.ADDED_LATER, "new_setting", "as before")
     assert identity.run_id({**config, "new_setting": "as before"}) == before
     assert identity.run_id({**config, "new_setting": "something else"}) != before
     assert identity.run_id({**config, "an_unlisted_option": 7}) == before  # an allow-list: unknown keys stay out
-    assert isinstance(resolve(options, open_inputs(options.data)), RunConfig)
+    assert isinstance(run_config(options, open_inputs(options.data)), RunConfig)
 
 
 def test_a_record_made_from_other_images_is_refused_not_reused(tmp_path):

@@ -97,7 +97,7 @@ def test_score_reports_every_task_metric_primary_first(task):
     values = metrics.score(task, labels, scores)
     assert list(values) == metrics.TASK_METRICS[task]
     assert metrics.TASK_METRICS[task][0] == metrics.PRIMARY_METRIC[task]
-    preds = metrics.predict(task, scores)
+    preds = metrics.hard_predictions(task, scores)
     k = 2 if task == "binary" else scores.shape[1]
     for metric, value in values.items():
         assert close(value, sklearn_metric(metric, labels, preds, scores, k)), metric
@@ -106,13 +106,14 @@ def test_score_reports_every_task_metric_primary_first(task):
 def test_binary_accepts_both_score_shapes():
     labels, p = binary_data(np.random.default_rng(4))
     assert metrics.score("binary", labels, p) == metrics.score("binary", labels, np.stack([1 - p, p], 1))
-    assert np.array_equal(metrics.predict("binary", p), metrics.predict("binary", np.stack([1 - p, p], 1)))
+    both = np.stack([1 - p, p], 1)
+    assert np.array_equal(metrics.hard_predictions("binary", p), metrics.hard_predictions("binary", both))
 
 
 def test_ordinal_regression_outputs_use_cut_points():
     outputs = np.array([-0.3, 0.49, 0.5, 1.7, 2.2, 3.49, 3.5, 9.0])
-    assert metrics.predict("ordinal", outputs, num_classes=5).tolist() == [0, 0, 1, 2, 2, 3, 4, 4]
-    assert metrics.predict("ordinal", outputs, thresholds=[1, 2, 3, 4]).tolist() == [0, 0, 0, 1, 2, 3, 3, 4]
+    assert metrics.hard_predictions("ordinal", outputs, num_classes=5).tolist() == [0, 0, 1, 2, 2, 3, 4, 4]
+    assert metrics.hard_predictions("ordinal", outputs, thresholds=[1, 2, 3, 4]).tolist() == [0, 0, 0, 1, 2, 3, 3, 4]
     labels = np.array([0, 0, 1, 2, 2, 3, 4, 4])
     assert metrics.score("ordinal", labels, outputs, num_classes=5)["qwk"] == 1.0
 
@@ -142,7 +143,7 @@ def exactness_cases():
 @pytest.mark.parametrize("task,labels,scores,thresholds,num_classes", list(exactness_cases()))
 def test_vectorised_bootstrap_equals_metric_on_resampled_arrays(task, labels, scores, thresholds, num_classes):
     """Each resample's value is the scikit-learn metric of the explicitly resampled arrays, ties and repeats too."""
-    preds = metrics.predict(task, scores, thresholds, num_classes)
+    preds = metrics.hard_predictions(task, scores, thresholds, num_classes)
     ranking = scores[:, 1] if task == "binary" and scores.ndim == 2 else scores
     k = num_classes or (2 if task == "binary" else scores.shape[1])
     indices = next(metrics.resample_indices(len(labels), n_boot=6, seed=11))
@@ -250,12 +251,12 @@ def test_multilabel_class_without_positives():
     """A class with no positives and no predicted positives is left out of macro F1 (zero_division=nan)."""
     labels, scores = multilabel_data(np.random.default_rng(10), n=200, prevalence=[0.2, 0.3, 0.1, 0.0])
     scores[:, 3] = 0.1  # never predicted
-    preds = metrics.predict("multilabel", scores)
+    preds = metrics.hard_predictions("multilabel", scores)
     expected = f1_score(labels, preds, average="macro", zero_division=np.nan)
     assert metrics.macro_f1(labels, preds) == pytest.approx(expected, abs=1e-12)
     assert metrics.macro_f1(labels, preds) == pytest.approx(f1_score(labels[:, :3], preds[:, :3], average="macro"))
     scores[0, 3] = 0.9  # one false positive: now F1 = 0 for that class, and it counts
-    preds = metrics.predict("multilabel", scores)
+    preds = metrics.hard_predictions("multilabel", scores)
     others = f1_score(labels[:, :3], preds[:, :3], average=None)
     assert metrics.macro_f1(labels, preds) == pytest.approx(others.sum() / 4)
     assert metrics.choose_thresholds(labels, scores)[3] == metrics.DEFAULT_THRESHOLD

@@ -66,13 +66,13 @@ def check_same_data(record: runrecord.RunRecord | None, inputs: Inputs, fingerpr
     for what, value in ours.items():
         if theirs[what] is not None and theirs[what] != value:
             raise errors.DataError(
-                f"{path}: this run's record was made from other data ({what} {describe(theirs[what])}, the command "
-                f"reads {describe(value)}, from {inputs.samples.root}); skipping it would reuse its result and "
-                f"resuming would mix two datasets: give another --out for this copy of the data, or move the "
-                f"record and its folder away to train it anew")
+                f"{path}: this run's record was made from other data ({what} {fingerprint_text(theirs[what])}, "
+                f"the command reads {fingerprint_text(value)}, from {inputs.samples.root}); skipping it would "
+                f"reuse its result and resuming would mix two datasets: give another --out for this copy of the "
+                f"data, or move the record and its folder away to train it anew")
 
 
-def describe(value) -> str:
+def fingerprint_text(value) -> str:
     if isinstance(value, dict):
         return f"{value.get('images')} images of {value.get('bytes')} bytes"
     return str(value)

@@ -40,7 +40,7 @@ class RunConfig:
 
     @functools.cached_property
     def run_id(self) -> str:
-        """training/identity.py's id (known once the split is: resolve() with the command's inputs)."""
+        """training/identity.py's id (known once the split is: run_config() with the command's inputs)."""
         return identity.run_id(self.to_dict(with_id=False))
 
     def __getattr__(self, name: str) -> Any:
@@ -63,7 +63,7 @@ class RunConfig:
         return values
 
 
-def resolve(options: TrainOptions, inputs: Inputs | None = None, **packed: Any) -> RunConfig:
+def run_config(options: TrainOptions, inputs: Inputs | None = None, **packed: Any) -> RunConfig:
     """One run's configuration: `packed` picks a value of each packed flag (the first ones when omitted). Checks
     the combination of flags; with `inputs`, also what depends on the split."""
     spec = get_spec(options.dataset)
@@ -89,7 +89,7 @@ def resolve(options: TrainOptions, inputs: Inputs | None = None, **packed: Any) 
 
 def configurations(options: TrainOptions, inputs: Inputs) -> list[RunConfig]:
     """Every run the command asks for: the product of the packed flags' values (LP-FT's phases: training/lpft.py)."""
-    return [resolve(options, inputs, **dict(zip(recipe.PACKED, values)))
+    return [run_config(options, inputs, **dict(zip(recipe.PACKED, values)))
             for values in itertools.product(*(options.values(flag) for flag in recipe.PACKED))]
 
 
@@ -111,7 +111,7 @@ def plan_runs(argv: list[str]) -> list[dict[str, Any]]:
     if options.lp_ft:
         raise errors.UsageError("plan --lp-ft runs with train.py itself: the fine-tuning runs depend on which probe "
                                 "wins")
-    resolve(options)  # command-line problems first, before the dataset is read
+    run_config(options)  # command-line problems first, before the dataset is read
     key = (options.data, options.eval_splits)
     if key not in _opened:  # grid.py plans model after model on the same data: check the files once
         _opened[key] = open_inputs(options.data, options.eval_splits)

@@ -25,7 +25,7 @@ from common import choice, errors, runrecord
 from data import get_spec
 from data.inputs import Inputs
 from training import recipe
-from training.config import RunConfig, resolve
+from training.config import RunConfig, run_config
 from training.options import TrainOptions
 
 PROBE, FINETUNE = "probe", "finetune"
@@ -46,7 +46,7 @@ def phase_configurations(options: TrainOptions, inputs: Inputs, phase: str,
     probe_epochs = recipe.probe_epochs(total)
     lrs, wds = ((options.probe_lr, options.probe_wd) if phase == PROBE
                 else (options.values("lr"), options.values("wd")))
-    return [replace(resolve(options, inputs, optimizer="adamw", schedule="cosine", lr=lr, wd=wd),
+    return [replace(run_config(options, inputs, optimizer="adamw", schedule="cosine", lr=lr, wd=wd),
                     epochs=probe_epochs if phase == PROBE else total - probe_epochs, lp_ft_phase=phase,
                     lp_ft_total_epochs=total, init_from=init_from)
             for lr, wd in itertools.product(dict.fromkeys(lrs), dict.fromkeys(wds))]
