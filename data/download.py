@@ -20,11 +20,10 @@ import argparse
 import shutil
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from common import cli, errors
+from common import cli, errors, provenance
 from data import DatasetError, Samples, describe, open_dataset, problem_list
 from data.fetch import (
     DownloadError,
@@ -194,7 +193,7 @@ def put_in_place(chosen: Release, samples: Samples, staging: Path, root: Path, d
                               if (downloads / part).is_file())} for archive in chosen.archives]
     finish(staging, root, {"dataset": chosen.dataset, "release": chosen.name, "source": chosen.title,
                            "archives": archives, "samples": len(samples), "described": describe(samples),
-                           "files": files, "bytes": size, "finished": datetime.now(timezone.utc).isoformat()})
+                           "files": files, "bytes": size, "finished": provenance.now()})
     return size
 
 

@@ -29,13 +29,12 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from common import cli, errors, fileio
+from common import cli, errors, fileio, provenance
 from data import Samples
 from imagecache.store import (
     DATA,
@@ -239,7 +238,7 @@ def finish(folder: Path, indices: np.ndarray, data_bytes: int, manifest: dict) -
     fileio.atomic_write_json(folder / MANIFEST, {
         **manifest, "count": len(indices), "data_bytes": data_bytes,
         "index_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(), "index_columns": list(INDEX_COLUMNS),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        "created_at": provenance.now()})
     (folder / PROGRESS).unlink(missing_ok=True)
     (folder / INDEX_PARTIAL).unlink()
 
