@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import importlib
 import os
 import shutil
 import time
@@ -268,11 +267,10 @@ def kaggle_api() -> tuple[Any, Any]:
 
     Imported here, not at the top: `import kaggle` authenticates at import time (it prints a help text to stdout
     when there are no credentials, creates its config folder, and may call Kaggle to check an access token), so
-    it is imported only once we know credentials exist and a download is needed. importlib rather than an import
-    statement, because the reason is this side effect, not the cost tests/test_layout.py allows lazy imports for.
+    it is imported only once we know credentials exist and a download is needed.
     """
     try:
-        module = importlib.import_module("kaggle.api.kaggle_api_extended")
+        from kaggle.api import kaggle_api_extended as module
         api = module.KaggleApi()
         api.authenticate()
     except SystemExit:  # the package exits when it finds no usable credentials
