@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analysis import pipeline, report
 from analysis.reading import COMPARED_SETTINGS
+from analysis.selection import CLIP_X
 from common import cli, errors
 from training.recipe import TUNED
 
@@ -37,7 +37,7 @@ def _names(text: str) -> list[str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("records", nargs="+", help="run record files (runs/*.json) or folders holding them")
     parser.add_argument("--out", default="reports", help="folder for report.md, tables/, figures/, analysis.json")
     parser.add_argument("--datasets", default="all",
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", default=None, choices=sorted(set(TUNED) | set(COMPARED_SETTINGS)),
                         help="also tabulate, per dataset and model, the best configuration for each value of this "
                              "setting (Appendix G: --compare augment)")
+    parser.add_argument("--clip-x", choices=CLIP_X, default="linear-probe",
+                        help="the ImageNet top-1 at which the CLIP towers are drawn (apart from the fits): the CLIP "
+                             "paper's linear-probe accuracy, as the paper's Figure 8, or its zero-shot accuracy")
     parser.add_argument("--grid", choices=("per-optimizer", "product", "seen"), default="per-optimizer",
                         help="expected grid: product of the hyperparameter values seen (per optimizer, or over "
                              "all), or the union of the configurations seen")
@@ -68,11 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.check_interval_settings(args.level, args.n_boot)
+    from analysis import pipeline, report  # SciPy and matplotlib: a second, paid once the command is known good
 
     analysis = pipeline.analyze(args.records, datasets=_names(args.datasets), model_names=_names(args.models),
                        metric=args.metric, threshold=args.threshold, slope_threshold=args.slope_threshold,
                        use_logit=args.logit, n_boot=args.n_boot, level=args.level, seed=args.seed, grid=args.grid,
-                       compare=args.compare)
+                       compare=args.compare, clip_x=args.clip_x)
     for warning in analysis.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not analysis.best:

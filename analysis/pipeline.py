@@ -57,7 +57,8 @@ class Analysis:
 def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
             model_names: Sequence[str] | None = None, metric: str | None = None, threshold: float = 70.0,
             slope_threshold: float = 0.05, use_logit: bool = False, n_boot: int = 10000, level: float = 0.95,
-            seed: int = 0, grid: str = "per-optimizer", compare: str | None = None) -> Analysis:
+            seed: int = 0, grid: str = "per-optimizer", compare: str | None = None,
+            clip_x: str = "linear-probe") -> Analysis:
     """Every table and number of the analysis, from run record paths (files or folders).
 
     Raises errors.UsageError when --datasets or --models name something no record has, or no dataset's records
@@ -65,7 +66,7 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
     """
     settings = {"datasets": list(datasets) if datasets else None, "models": list(model_names) if model_names else None,
                 "metric": metric, "threshold": threshold, "slope_threshold": slope_threshold, "logit": use_logit,
-                "n_boot": n_boot, "level": level, "seed": seed, "grid": grid, "compare": compare}
+                "n_boot": n_boot, "level": level, "seed": seed, "grid": grid, "compare": compare, "clip_x": clip_x}
     inputs = [str(p) for p in expand_inputs(paths)]
     runs, warnings = load_runs(paths)
     runs = filter_runs(runs, datasets, model_names)
@@ -79,7 +80,7 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
                      f"other configurations of their model did better at an earlier epoch; their configurations are "
                      f"not listed as missing")
 
-    facts = model_facts(runs)
+    facts = model_facts(runs, clip_x)
     unknown_top1 = [name for name, fact in facts.items() if fact.imagenet_top1 is None]
     untrained = sorted({r.model for r in runs if r.weights_loaded in ("random", False)})
     if untrained:
@@ -107,7 +108,8 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
     apart = sorted({b.model for b in best if drawn_apart(b) and b.imagenet_top1 is not None})
     if apart:
         notes.append(f"drawn beside the trends and left out of the fits and Appendix N, as the paper's Figure 8 "
-                     f"does: {', '.join(apart)} (their ImageNet top-1 and its source: python models.py --json)")
+                     f"does, at their {clip_x} ImageNet top-1 (--clip-x): {', '.join(apart)} (the numbers and their "
+                     f"sources: python models.py --json)")
     comparison = {"key": compare, "rows": compare_by(runs, compare, metric)} if compare else None
     return Analysis(settings=settings, inputs=inputs, warnings=warnings, notes=notes, best=best,
                     coverage=grid_coverage(runs, grid), unknown_top1=unknown_top1, trends=trends,

@@ -31,8 +31,15 @@ class ModelFacts:
     group: str | None
 
 
-def model_facts(runs: list[Run]) -> dict[str, ModelFacts]:
-    """ImageNet top-1 and size of every model the runs name: from models.py, else from the records themselves."""
+CLIP_X = ("linear-probe", "zero-shot")  # analyze.py --clip-x: which ImageNet top-1 of a CLIP tower is its x
+
+
+def model_facts(runs: list[Run], clip_x: str = "linear-probe") -> dict[str, ModelFacts]:
+    """ImageNet top-1 and size of every model the runs name: from models.py, else from the records themselves.
+
+    A CLIP tower's top-1 in models.py is the CLIP paper's linear-probe accuracy, where the paper's Figure 8 draws
+    it; `clip_x` "zero-shot" takes the registry's zero-shot figure instead (source "models.py (zero-shot)").
+    """
     facts = {}
     for name in sorted({run.model for run in runs}):
         own = [run for run in runs if run.model == name]
@@ -40,7 +47,10 @@ def model_facts(runs: list[Run]) -> dict[str, ModelFacts]:
         record_params = next((r.params for r in own if r.params is not None), None)
         entry = registry.REGISTRY.get(name)
         registry_top1 = choice.finite(getattr(entry, "imagenet_top1", None))
-        if registry_top1 is not None:
+        zero_shot = choice.finite(getattr(entry, "zero_shot_top1", None))
+        if clip_x == "zero-shot" and zero_shot is not None:
+            top1, source = zero_shot, "models.py (zero-shot)"
+        elif registry_top1 is not None:
             top1, source = registry_top1, "models.py"
         elif record_top1 is not None:
             top1, source = record_top1, "record"

@@ -3,13 +3,16 @@ everywhere, as the paper's Figure 8 draws them: in no top-1 or size fit, not in 
 Figure 1 and the model-size figure, even on a dataset where they are the only models."""
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 
+import analyze
 from analysis import figures, pipeline, trends
 from nets import registry
 
-from test_analyze import linear_grid, run_analysis, write_run
+from test_analyze import linear_grid, run_analysis, trend, write_run
 
 CLIP = ("clip_vit_b16", "clip_vit_l14")
 REASON = "CLIP: pretrained on image-text pairs, not ImageNet; Appendix N covers ImageNet models"
@@ -78,3 +81,32 @@ def test_a_dataset_with_only_clip_models_gets_a_panel_without_a_fit(tmp_path):
         assert "accuracy on val" in eurosat.get_ylabel()
         assert [c.get_label() for c in eurosat.containers] == [figures.SEPARATE_LABEL]
         assert not [line for line in eurosat.get_lines() if line.get_label().startswith(("all models", "ImageNet"))]
+
+
+def star_positions(figure) -> list[list[float]]:
+    return [sorted(c.lines[0].get_xdata()) for ax in figure.axes for c in ax.containers
+            if c.get_label() == figures.SEPARATE_LABEL]
+
+
+def test_figure8_draws_clip_at_its_linear_probe_top1_unless_told_zero_shot(tmp_path):
+    """The paper's Figure 8: "a CLIP ViT L/14-336px model (85.4% ImageNet top-1)", the CLIP paper's linear-probe
+    figure; --clip-x zero-shot draws the towers at the zero-shot one. Either way they stay out of the fits."""
+    folder = tmp_path / "runs"
+    linear_grid(folder, {"cassava": 0.8}, n_models=5)
+    write_clip(folder, "cassava", 0.15)
+    linear_probe = [registry.REGISTRY[name].imagenet_top1 for name in CLIP]
+    zero_shot = [registry.REGISTRY[name].zero_shot_top1 for name in CLIP]
+    assert linear_probe == [80.2, 83.9] and zero_shot == [68.6, 75.3]
+    for clip_x, expected in (("linear-probe", linear_probe), ("zero-shot", zero_shot)):
+        out = tmp_path / clip_x
+        options = [] if clip_x == "linear-probe" else ["--clip-x", clip_x]  # linear-probe is the default
+        assert analyze.main([str(folder), "--out", str(out), "--n-boot", "20", *options]) == 0
+        with open(out / "tables" / "best.csv") as f:
+            rows = {row["model"]: row for row in csv.DictReader(f)}
+        assert [float(rows[name]["imagenet_top1"]) for name in CLIP] == expected
+        assert {rows[name]["top1_source"] for name in CLIP} == {
+            "models.py" if clip_x == "linear-probe" else "models.py (zero-shot)"}
+        analysis = run_analysis(folder, clip_x=clip_x)
+        assert star_positions(pipeline.make_figures(analysis)[0]["figure1"]()) == [expected]
+        assert trend(analysis, "cassava")["n"] == 5
+        assert any(f"at their {clip_x} ImageNet top-1" in note for note in analysis.notes)

@@ -147,8 +147,9 @@ def test_timm_entries_match_timm(entry):
         assert entry.top1_image_size == cfg.input_size[-1]
         assert f"at {entry.top1_image_size} px" in entry.top1_source or entry.group == "clip"
         assert "EXCEPTION" not in entry.top1_source
-    if entry.group == "clip":
-        assert "CLIP paper" in entry.top1_source and "NOT CONFIRMED" in entry.top1_source
+    if entry.group == "clip":  # the linear probe (Figure 8's x), with the zero-shot figure beside it
+        assert "CLIP paper" in entry.top1_source and "linear-probe" in entry.top1_source
+        assert "zero-shot" in entry.zero_shot_source and entry.zero_shot_top1 < entry.imagenet_top1
     else:
         assert qualified in entry.top1_source  # names exactly these weights
     with torch.device("meta"):
@@ -349,5 +350,13 @@ def test_cli_table_and_json():
     by_name = {e["name"]: e for e in listed}
     assert all(e["imagenet_top1"] is not None and e["top1_source"] for e in listed)
     assert {"resnet50_augmix", "resnet50_randaugment", "clip_rn50", "clip_vit_l14_336"} <= set(by_name)
-    assert by_name["clip_vit_l14"]["imagenet_top1"] == 75.3 and "CLIP paper" in by_name["clip_vit_l14"]["top1_source"]
+    # the CLIP paper's linear-probe top-1 (Figure 8's x: "a CLIP ViT L/14-336px model (85.4% ImageNet top-1)"),
+    # with its zero-shot figure beside it
+    clip = {name: (by_name[name]["imagenet_top1"], by_name[name]["zero_shot_top1"])
+            for name in ("clip_rn50", "clip_vit_b16", "clip_vit_l14", "clip_vit_l14_336")}
+    assert clip == {"clip_rn50": (73.3, 59.6), "clip_vit_b16": (80.2, 68.6), "clip_vit_l14": (83.9, 75.3),
+                    "clip_vit_l14_336": (85.4, 76.2)}
+    for name in clip:
+        assert "linear-probe" in by_name[name]["top1_source"] and "CLIP paper" in by_name[name]["top1_source"]
+        assert "zero-shot" in by_name[name]["zero_shot_source"]
     assert "am_in1k" in by_name["resnet50_augmix"]["top1_source"]

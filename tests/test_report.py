@@ -116,7 +116,7 @@ def test_outputs_report_every_dataset_and_every_table(tmp_path):
         assert f"- **{dataset}** (accuracy on val): all: slope" in report_text  # the summary answers per dataset
     assert "(no meaningful progress)" in report_text.split("- **eurosat**")[1].splitlines()[0]
     assert "figures/figure1.png" in report_text and "figures/model-size.png" in report_text
-    assert "figures/figure1-logit.png" in report_text and "Appendix N.2: the Spearman correlation" in report_text
+    assert "figures/figure1-logit.png" in report_text and "Appendix N.2, the paper's reading" in report_text
     for name in ("figure1", "model-size", "spline-aptos"):
         assert imread(out / "figures" / f"{name}.png").size > 0
         assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
