@@ -81,9 +81,11 @@ def run_config(options: TrainOptions, inputs: Inputs | None = None, **packed: An
             raise errors.UsageError(f"--eval-splits {' '.join(unknown)}: not in {inputs.split_path} (it has "
                                     f"{', '.join(inputs.split_indices)})")
     chosen = {flag: packed.get(flag, options.values(flag)[0]) for flag in recipe.PACKED}
+    # Only a step run uses milestones; a cosine run keeps the dataset's (which enter its run id) whatever is given.
+    stepped = chosen["schedule"] == "step" and options.milestones is not None
     return RunConfig(options, **chosen, root=str(options.root or default_root(options.dataset)), epochs=epochs,
                      img_size=registry.input_size(options.model, options.dataset, options.img_size),
-                     milestones=tuple(spec.step_milestones),
+                     milestones=tuple(options.milestones if stepped else spec.step_milestones),
                      split_sha256=inputs.split_sha256 if inputs is not None else None)
 
 

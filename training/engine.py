@@ -156,10 +156,12 @@ class Outputs:
     task: str
     regression: bool = False
     label_smoothing: float = 0.0
+    regression_loss: str = "smooth-l1"  # or "l1", the loss the paper's Appendix F names
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.regression:  # ordinal grades as a continuous target (the APTOS winners' choice)
-            return F.smooth_l1_loss(logits.squeeze(1).float(), labels.float())
+            loss = F.l1_loss if self.regression_loss == "l1" else F.smooth_l1_loss
+            return loss(logits.squeeze(1).float(), labels.float())
         if self.task == "multilabel":
             return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)

@@ -28,7 +28,9 @@ IDENTITY = ("dataset", "split_method", "split_seed", "channels", "extra_train", 
 # LP-FT's phases: present only in LP-FT runs' configurations
 PHASE = ("lp_ft_phase", "lp_ft_total_epochs", "init_from")
 # Settings added after run ids were first published, each with the value that reproduces the earlier behaviour.
-ADDED_LATER: dict[str, Any] = {}
+ADDED_LATER: dict[str, Any] = {
+    "regression_loss": "smooth-l1",  # train.py --regression-loss (the regression head's loss was smooth L1)
+}
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:

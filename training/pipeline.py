@@ -67,7 +67,8 @@ def build_pipeline(options: TrainOptions, inputs: Inputs, img_size: int, acceler
                     eval_loaders={split: accelerator.prepare(loader) for split, loader in eval_loaders.items()},
                     model_input=model_input,
                     outputs=engine.Outputs(spec.task, regression=options.head == "regression",
-                                           label_smoothing=options.label_smoothing),
+                                           label_smoothing=options.label_smoothing,
+                                           regression_loss=options.regression_loss),
                     input_path=input_path,
                     cache={split: reader.info if reader is not None else None for split, reader in readers.items()},
                     mean=tuple(mean), std=tuple(std))
