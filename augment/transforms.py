@@ -37,6 +37,10 @@ from data.images import resize_center_crop
 
 PAPER_SCALE = (0.65, 1.0)
 PAPER_RATIO = (3 / 4, 4 / 3)
+# Appendix F's two settings for APTOS: "Less augmentation only uses random resize crop with at least 0.65 area and
+# horizontal flips"; the other adds "random rotations, color jitter". The paper names no crop area for the latter:
+# both keep the paper's (0.65-1), so that they differ only by the rotations and the jitter.
+APPENDIX_F = ("appendix-f-less", "appendix-f-more")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -271,17 +275,19 @@ def train_transform(spec: DatasetSpec, img_size: int, augment: str = "paper",
     steps: list[A.BasicTransform] = [_paper_crop(img_size, tuple(scale))]
     if augment == "kaggle" and spec.hflip and spec.vflip:
         steps.append(A.SquareSymmetry(p=1.0))  # the crop is square, so all 8 rotations/reflections are valid
+    elif augment in APPENDIX_F:
+        steps.append(A.HorizontalFlip(p=0.5))  # Appendix F names horizontal flips, whatever the dataset's
     else:
         steps += _flips(spec)
     if augment == "randaugment":
         steps.append(RandAugment(num_ops=ra_num_ops, magnitude=ra_magnitude))
     elif augment == "augmix":
         steps.append(AugMix())
-    elif augment == "aptos-kaggle":  # a fundus photograph has no up or left: any rotation, both flips
-        steps += [A.VerticalFlip(p=0.5)] if not spec.vflip else []
+    elif augment in ("aptos-kaggle", "appendix-f-more"):  # a fundus photograph has no up or left: any rotation
+        steps += [A.VerticalFlip(p=0.5)] if augment == "aptos-kaggle" and not spec.vflip else []
         steps += [A.Rotate(limit=(-180, 180), interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT,
                            fill=0, p=1.0)]
-        if channels == 3:
+        if channels == 3:  # Appendix F: "color jitter (brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1)"
             steps.append(A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1, p=1.0))
     elif augment == "kaggle":
         steps += [A.Affine(scale=(0.9, 1.1), translate_percent=(-0.0625, 0.0625), rotate=(-15, 15),
