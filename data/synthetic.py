@@ -89,15 +89,28 @@ def write_aptos(root: Path, rng: np.random.Generator, per_class: int, size: tupl
     write_csv(root / "test.csv", ["id_code"], [[i] for i in test_ids])
 
 
-def write_dr2015(root: Path, rng: np.random.Generator, per_class: int, size: tuple[int, int]) -> None:
+def write_dr2015(root: Path, rng: np.random.Generator, per_class: int, size: tuple[int, int],
+                 test_labels: bool = False) -> None:
     """`trainLabels.csv` (image,level) sorted as Kaggle ships it, both eyes of each patient in turn, and
-    `train/<image>.jpeg`; `per_class` images of every grade, the two eyes of a patient graded independently."""
+    `train/<image>.jpeg`; `per_class` images of every grade, the two eyes of a patient graded independently. With
+    test_labels=True also the test set with its released grades: `retinopathy_solution.csv` (image,level,Usage)
+    and `test/<image>.jpeg`, `per_class` images of every grade, of other patients."""
     labels = balanced_labels(rng, 5, per_class)
     patients = np.sort(rng.choice(45_000, (len(labels) + 1) // 2, replace=False)) + 1
     images = [f"{patient}_{eye}" for patient in patients for eye in ("left", "right")][:len(labels)]
     for image, label in zip(images, labels):
         write_image(root / "train" / f"{image}.jpeg", class_image(rng, label, 5, size))
     write_csv(root / "trainLabels.csv", ["image", "level"], [[i, int(label)] for i, label in zip(images, labels)])
+    if not test_labels:
+        return
+    labels = balanced_labels(rng, 5, per_class)
+    patients = np.sort(rng.choice(45_000, (len(labels) + 1) // 2, replace=False)) + 45_001  # none of train's
+    images = [f"{patient}_{eye}" for patient in patients for eye in ("left", "right")][:len(labels)]
+    usage = rng.choice(["Public", "Private"], len(labels), p=[0.2, 0.8])  # Kaggle's public/private leaderboard rows
+    for image, label in zip(images, labels):
+        write_image(root / "test" / f"{image}.jpeg", class_image(rng, label, 5, size))
+    write_csv(root / "retinopathy_solution.csv", ["image", "level", "Usage"],
+              [[i, int(label), u] for i, label, u in zip(images, labels, usage)])
 
 
 def write_cassava(root: Path, rng: np.random.Generator, per_class: int, size: tuple[int, int]) -> None:
@@ -255,7 +268,7 @@ def write_fixture(name: str, root: Path, per_class: int = 4, seed: int = 0, size
     """Write a fake copy of dataset `name` into `root` (its dataset root) and return `root`.
 
     `size` is (height, width), default 32x32. Options: hpa composite_dir=PATH, composite_channels="rgb"|"rgby";
-    melanoma layout="repackaged"|"official"; eurosat torchvision_layout=True.
+    melanoma layout="repackaged"|"official"; eurosat torchvision_layout=True; dr2015 test_labels=True.
     """
     if name not in WRITERS:
         raise ValueError(f"no synthetic writer for '{name}'; known: {', '.join(WRITERS)}")
