@@ -61,7 +61,7 @@ from frechet import DEFAULT_SUBSET, DIMS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    parser = cli.parser(__doc__)
     parser.add_argument("inputs", nargs="*", metavar="A [B]",
                         help="dataset name, image folder or statistics file (.npz); one input with --save-stats")
     parser.add_argument("--subset", type=int, default=DEFAULT_SUBSET,

@@ -42,8 +42,7 @@ halving_factor = cli.whole_number(2, "a halving factor: a whole number")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                     formatter_class=cli.HelpFormatter)
+    parser = cli.parser(__doc__.split("\n\n")[0], allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     options = {"formatter_class": cli.HelpFormatter, "allow_abbrev": False}
 
@@ -124,11 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of one sub-command (grid.py run, ...), whose errors name it."""
+    actions = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return actions[0].choices[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, passthrough = parser.parse_known_args(argv)
     if passthrough and args.command != "plan":
-        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+        subcommand(parser, args.command).error(f"unrecognized arguments: {' '.join(passthrough)}")
     if args.command == "plan":
         wanted = {axis: getattr(args, axis) for axis in PACKED if getattr(args, axis)}
         return plan_grid(args.datasets, args.models, args.seeds, args.grid, wanted, passthrough, args.manifest)

@@ -1,5 +1,5 @@
-"""Command-line conventions every script shares: help texts that show each default exactly once, the cores worker
-defaults may use, the check of interval settings."""
+"""Command-line conventions every script shares: usage errors in one line, help texts that show each default exactly
+once, the cores worker defaults may use, the check of interval settings."""
 from __future__ import annotations
 
 import argparse
@@ -42,8 +42,18 @@ def check_interval_settings(level: float, n_boot: int) -> None:
         raise errors.UsageError(f"--n-boot must be at least 1 (got {n_boot}) and --level within (0, 1) (got {level})")
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is one line: `prog: error: <message> (see prog --help)`, exit status 2.
+    argparse's own prints the whole usage block (30 lines for train.py) before the error, which buries it; --help
+    still shows everything. Sub-commands (grid.py plan, ...) get the same class, so their errors name them."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def parser(description: str, **options: Any) -> ArgumentParser:
+    """Every script's parser: one-line usage errors (ArgumentParser) and help that shows each default once."""
+    return ArgumentParser(description=description, formatter_class=HelpFormatter, **options)
 
 
 def without_flags(argv: tuple[str, ...] | list[str], flags: tuple[str, ...]) -> list[str]:

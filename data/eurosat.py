@@ -26,7 +26,8 @@ def load(spec: DatasetSpec, root: Path) -> Samples:
     require_root(spec, root)
     folder = next((path for path in (root / "2750", root / "eurosat" / "2750") if path.is_dir()), None)
     if folder is None:
-        raise DatasetError(spec.name, root, [f"{root}: neither 2750/ nor eurosat/2750/ exists"])
+        raise DatasetError(spec.name, root, [f"{root}: neither 2750/ nor eurosat/2750/ exists"
+                                             + inner_folder_hint(spec, root)])
     problems: list[str] = []
     found = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
     problems += [f"{folder / name}: unknown class folder (EuroSAT's classes: {', '.join(spec.class_names)})"
@@ -55,3 +56,14 @@ def load(spec: DatasetSpec, root: Path) -> Samples:
     return Samples(spec=spec, root=root, ids=ids, labels=np.array(labels, dtype=np.int64),
                    class_names=spec.class_names, image_files=files,
                    options={"excluded": {NOT_AN_IMAGE: skipped, OUTSIDE: outside}})
+
+
+def inner_folder_hint(spec: DatasetSpec, root: Path) -> str:
+    """The way out when --root names the image folder itself (…/2750, holding the class folders) instead of the
+    folder that contains it."""
+    if not any((root / name).is_dir() for name in spec.class_names):
+        return ""
+    if root.name == "2750":
+        return f"; {root} is EuroSAT's image folder itself: give the folder that contains 2750/ (--root {root.parent})"
+    return (f"; {root} holds EuroSAT's class folders: they belong in a folder named 2750/, and --root is the folder "
+            f"that contains 2750/")

@@ -1,7 +1,11 @@
-"""Every script's --help shows each default exactly once (issue 15.7), and says nothing of a default of None."""
+"""Every script's --help shows each default exactly once (issue 15.7), and says nothing of a default of None; a usage
+error is one line that points at --help (issue 20.7)."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -12,6 +16,7 @@ import fid
 import grid
 import train
 
+from conftest import REPO
 from test_report import assert_each_default_shown_once
 
 
@@ -28,6 +33,22 @@ def subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]
 def test_help_shows_each_default_once(script):
     for parser in subparsers(script.build_parser()):
         assert_each_default_shown_once(parser)
+
+
+@pytest.mark.parametrize("command", [
+    ["train.py", "--dataset", "digits", "--lr", "fast"], ["evaluate.py", "runs/x", "--tta", "sideways"],
+    ["analyze.py", "runs/", "--n-boot", "many"], ["splits.py", "eurosat", "--method", "halves"],
+    ["fid.py", "a", "b", "--subset", "some"], ["models.py", "--jsn"], ["cache.py", "eurosat", "--workers", "all"],
+    ["grid.py", "plan", "--datasets", "digits"], ["grid.py", "run", "--slots", "0"], ["grid.py", "status", "--jsn"],
+    ["grid.py", "launch"]], ids=lambda command: " ".join(command[:2]))
+def test_a_usage_error_is_one_line_that_points_at_help(command, tmp_path):
+    """Not argparse's usage block (30 lines for train.py) before the error: the error alone, and where help is."""
+    result = subprocess.run([sys.executable, str(REPO / command[0]), *command[1:]], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    prog = command[0] + (f" {command[1]}" if command[0] == "grid.py" and command[1] != "launch" else "")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"{prog}: error: "), result.stderr
+    assert result.stderr.endswith(f" (see {prog} --help)\n")
 
 
 def test_an_error_of_one_rank_is_reported_once_the_ranks_read_different_data(monkeypatch, capsys):

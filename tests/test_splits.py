@@ -371,6 +371,10 @@ def test_expected_errors_of_the_command_line_are_one_line(tmp_path):
     official = run_splits("digits", "--method", "official", cwd=tmp_path)
     assert official.returncode == 2 and "Traceback" not in official.stderr
     assert "digits: the dataset's files define no splits" in official.stderr
+    eurosat = write_fixture("eurosat", tmp_path / "eurosat", per_class=2)
+    inner = run_splits("eurosat", "--root", str(eurosat / "2750"), cwd=tmp_path)  # the image folder itself
+    assert inner.returncode == 1 and "Traceback" not in inner.stderr
+    assert f"give the folder that contains 2750/ (--root {eurosat})" in inner.stderr
 
 
 def test_help_shows_each_default_once(tmp_path):

@@ -190,6 +190,12 @@ def test_corrupt_image_names_the_file_or_is_skipped_and_counted(tmp_path, monkey
     with pytest.raises(BadImageError, match=corrupt.name) as error:
         train_script.main([*args, "--out", str(tmp_path / "strict"), "--workers", "2"])
     assert "--skip-bad-images" in str(error.value) and "--verify-images" in str(error.value)
+    # the hint names the exact command that lists every bad image of this data, and that command does so
+    command = f"python cache.py aptos --root {root} --split-method stratified --verify-images"
+    assert f"`{command}` lists every bad image" in str(error.value)
+    listed = subprocess.run([sys.executable, str(REPO / "cache.py"), *command.split()[2:]], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert listed.returncode == 1 and f"{corrupt}: " in listed.stderr, listed.stderr
     failed = only_record(tmp_path / "strict")
     assert failed["status"] == "failed" and corrupt.name in failed["error"]
     assert "\n" not in failed["error"] and failed["error"].startswith("UnreadableImage: ")

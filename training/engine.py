@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,17 +63,21 @@ class SampleDataset(Dataset):
     """The images of one split, transformed to uint8 C x H x W tensors (normalisation happens on the device).
 
     `reader` maps a sample index to its image: by default the dataset's own files; a prepared cache can replace it.
-    An unreadable image yields {"bad": index, "error": (path, reason)}, or "error": None with skip_bad_images.
-    `collate` drops it from the batch and lists its index in "bad_indices"; the first error that is not None goes
-    into the batch's "fatal", and `check_batch` raises it in the main process, naming the file and the way out (a
-    worker's exception would reach it as a bare RuntimeError).
+    An unreadable image yields {"bad": index, "error": (path, reason, verify_command)}, or "error": None with
+    skip_bad_images. `collate` drops it from the batch and lists its index in "bad_indices"; the first error that
+    is not None goes into the batch's "fatal", and `check_batch` raises it in the main process, naming the file and
+    the ways out (a worker's exception would reach it as a bare RuntimeError). `verify_command` is the cache.py
+    command that lists every bad image of the run's data at once (default: the whole dataset at its root).
     """
 
     def __init__(self, samples: Samples, indices: np.ndarray, transform, seed: int = 0,
-                 reader: ImageReader | None = None, skip_bad_images: bool = False, crop_on_device: bool = False):
+                 reader: ImageReader | None = None, skip_bad_images: bool = False, crop_on_device: bool = False,
+                 verify_command: str | None = None):
         self.samples, self.indices, self.transform, self.seed = samples, np.asarray(indices), transform, seed
         self.reader = reader or samples.read_image
         self.skip_bad_images = skip_bad_images
+        self.verify_command = verify_command or shlex.join(
+            ["python", "cache.py", samples.name, "--root", str(samples.root), "--verify-images"])
         # The device-side path (gpu_augment.py): workers draw the crop and flips and hand over the crop region;
         # the device resizes the batch. Same draws as `transform`, pixels within one grey level.
         self.regions = gpu.RegionSampler(transform) if crop_on_device else None
@@ -86,7 +91,8 @@ class SampleDataset(Dataset):
         try:
             image = self.reader(index)
         except BadImageError as error:
-            return {"bad": index, "error": None if self.skip_bad_images else (str(error.path), error.reason)}
+            return {"bad": index, "error": None if self.skip_bad_images else (str(error.path), error.reason,
+                                                                               self.verify_command)}
         label = torch.as_tensor(self.samples.labels[index])
         if self.regions is not None:
             return {"region": self.regions(image, sample_seed(self.seed, epoch, index)), "label": label,
@@ -120,10 +126,10 @@ class UnreadableImage(BadImageError):
 def check_batch(batch: dict) -> bool:
     """Stop at an unreadable image (not skipped), naming the file and the ways out; False for an empty batch."""
     if batch["fatal"] is not None:
-        path, reason = batch["fatal"]
-        raise UnreadableImage(path, f"{reason}. Repair or remove the file; `cache.py DATASET --verify-images` lists "
-                                    f"every bad image at once (train.py: --verify-images before the first step, or "
-                                    f"--skip-bad-images to skip and record them)")
+        path, reason, verify_command = batch["fatal"]
+        raise UnreadableImage(path, f"{reason}. Repair or remove the file; `{verify_command}` lists every bad image "
+                                    f"at once (train.py: --verify-images before the first step, or --skip-bad-images "
+                                    f"to skip and record them)")
     return batch.get("image") is not None or batch.get("regions") is not None
 
 

@@ -4,6 +4,8 @@ loader batch becomes the models' input on the device.
 """
 from __future__ import annotations
 
+import dataclasses
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +16,8 @@ import torch
 import imagecache
 from augment import transforms
 from common import errors
-from data.inputs import Inputs
+from data import default_root
+from data.inputs import DataOptions, Inputs
 from imagecache.verify import BadImagesError, verify_images
 from nets import registry
 from training import engine
@@ -47,7 +50,8 @@ def build_pipeline(options: TrainOptions, inputs: Inputs, img_size: int, acceler
                                      transforms.train_transform(spec, img_size, options.augment,
                                                                 channels=samples.num_channels),
                                      seed=options.seed, reader=readers["train"],
-                                     skip_bad_images=options.skip_bad_images, crop_on_device=input_path == "gpu")
+                                     skip_bad_images=options.skip_bad_images, crop_on_device=input_path == "gpu",
+                                     verify_command=verify_command(options))
     # drop_last as timm does: a final batch of one sample would break BatchNorm.
     train_loader = engine.make_loader(train_set, per_device_batch, True, options.workers, options.seed,
                                       drop_last=True, pin_memory=pin)
@@ -56,7 +60,8 @@ def build_pipeline(options: TrainOptions, inputs: Inputs, img_size: int, acceler
                                f"batch of {per_device_batch}; lower --batch-size")
     eval_loaders = {split: engine.make_loader(
         engine.SampleDataset(samples, indices[split], transforms.eval_transform(img_size), seed=options.seed,
-                             reader=readers[split], skip_bad_images=options.skip_bad_images),
+                             reader=readers[split], skip_bad_images=options.skip_bad_images,
+                             verify_command=verify_command(options)),
         per_device_batch, False, options.workers, pin_memory=pin) for split in inputs.eval_splits}
     mean, std = registry.normalization(options.model, options.normalize)
 
@@ -72,6 +77,19 @@ def build_pipeline(options: TrainOptions, inputs: Inputs, img_size: int, acceler
                     input_path=input_path,
                     cache={split: reader.info if reader is not None else None for split, reader in readers.items()},
                     mean=tuple(mean), std=tuple(std))
+
+
+def verify_command(options: TrainOptions) -> str:
+    """The exact cache.py command that decodes every image this run reads and lists the bad ones: the run's data
+    flags (cache.py takes train.py's) with the dataset's root spelled out."""
+    words = ["python", "cache.py", options.dataset, "--root", str(options.root or default_root(options.dataset))]
+    for flag in dataclasses.fields(DataOptions):
+        value = getattr(options, flag.name)
+        if flag.name not in ("dataset", "root") and value != flag.default:
+            words += [f"--{flag.name.replace('_', '-')}", str(value)]
+    if options.cache_dir != "cache":
+        words += ["--cache-dir", options.cache_dir]
+    return shlex.join([*words, "--verify-images"])
 
 
 def verify_all_images(samples, indices: dict, options: TrainOptions, accelerator) -> None:
