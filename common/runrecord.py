@@ -13,7 +13,7 @@ complete, diverged (a non-finite loss or output; trains no more), failed (an err
 Metrics are stored under metric_key(split, metric), e.g. "val_qwk", in each history entry and in best.metrics.
 
 Records written by every earlier version of this schema (SCHEMA_VERSION 1) read unchanged: fields added since are
-optional (`data_fingerprint`, `slurm`).
+optional (`data_fingerprint`, `slurm`, `stopped_at`).
 """
 from __future__ import annotations
 
@@ -85,6 +85,7 @@ class RunRecord(TypedDict, total=False):
     input_path: str
     runtime: dict[str, Any]
     slurm: dict[str, str] | None
+    stopped_at: dict[str, int]  # interrupted: {"epoch", "step", "steps"} where SIGTERM stopped it; it resumes there
     cache: dict[str, Any]
     started_at: str
     finished_at: str | None

@@ -61,7 +61,7 @@ def status_report(entries: list[Entry], stale_after: float) -> dict:
     known = [record for record in found.values() if record]  # split sizes of the datasets
     groups: dict[tuple, dict] = {}
     speeds: dict[tuple, list[float]] = defaultdict(list)
-    failed, left, processes = [], [], set()
+    failed, interrupted, left, processes = [], [], [], set()
     complete: dict[tuple, list[Entry]] = defaultdict(list)
     for entry in entries:
         record = found[entry.run_id]
@@ -74,6 +74,9 @@ def status_report(entries: list[Entry], stale_after: float) -> dict:
         group[state] += 1
         if state == runrecord.FAILED:
             failed.append({"run_id": entry.run_id, "error": " ".join(str(error).split())[:300]})
+        if state == runrecord.INTERRUPTED:
+            interrupted.append({"run_id": entry.run_id, "epochs_done": epochs_done(record),
+                                "epochs": entry.config["epochs"], "stopped_at": record.get("stopped_at")})
         if state in (runrecord.RUNNING, runrecord.INTERRUPTED, PENDING) or (state == runrecord.PAUSED
                                                                               and "halving" not in record):
             left.append(entry)  # a run halving stopped for good is not left to do
@@ -103,9 +106,23 @@ def status_report(entries: list[Entry], stale_after: float) -> dict:
         epochs = entry.config["epochs"] - epochs_done(found[entry.run_id])
         hours += estimate.run_hours(train, evaluated, epochs, sum(measured) / len(measured))
     totals = {s: sum(g[s] for g in groups.values()) for s in STATES}
-    return {"groups": list(groups.values()), "totals": totals, "failed": failed, "hours_left": hours,
+    return {"groups": list(groups.values()), "totals": totals, "failed": failed, "interrupted": interrupted,
+            "hours_left": hours,
             "runs_without_measured_speed": unmeasured, "running_now": totals[runrecord.RUNNING],
             "processes_now": len(processes)}
+
+
+SHOWN = 10  # interrupted runs listed by name in the table (a stopped Slurm array may leave hundreds)
+
+
+def where_stopped(run: dict) -> str:
+    """Where an interrupted run stopped: in an epoch (SIGTERM, its state saved mid-epoch), or after its last
+    recorded epoch (killed outright: it resumes from that epoch's state)."""
+    stopped = run["stopped_at"]
+    if stopped:
+        return (f"stopped by SIGTERM in epoch {stopped['epoch']} of {run['epochs']}, at step {stopped['step']} of "
+                f"{stopped['steps']}")
+    return f"killed after epoch {run['epochs_done']} of {run['epochs']}"
 
 
 def hours(value: float) -> str:
@@ -124,6 +141,12 @@ def format_status(report: dict) -> str:
     lines.append(f"{'total':<{10 + width}}" + "".join(f"{report['totals'].get(s, 0):>12}" for s in STATES))
     if report["failed"]:
         lines += ["", "failed runs:"] + [f"  {f['run_id']}: {f['error']}" for f in report["failed"]]
+    if report["interrupted"]:
+        shown = report["interrupted"][:SHOWN]
+        lines += ["", "interrupted runs (the same command resumes each where it stopped):"]
+        lines += [f"  {run['run_id']}: {where_stopped(run)}" for run in shown]
+        if len(report["interrupted"]) > len(shown):
+            lines.append(f"  ... and {len(report['interrupted']) - len(shown)} more (--json lists them all)")
     left, unmeasured = report["hours_left"], report["runs_without_measured_speed"]
     running, parallel = report["running_now"], report["processes_now"]
     # hours_left counts process-hours (a pack's runs train together), so the wall-clock divides by processes

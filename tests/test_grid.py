@@ -65,6 +65,12 @@ def status_json(cwd: Path) -> dict:
     return json.loads(result.stdout)
 
 
+def settled_status(cwd: Path) -> dict | None:
+    """grid.py status --json once no run holds a live lock (None while one does)."""
+    report = status_json(cwd)
+    return None if report["totals"]["running"] else report
+
+
 def wait_for(condition, timeout: float, what: str, poll: float = 0.2):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -308,6 +314,16 @@ def test_grid_killed_half_way_and_restarted_trains_every_run_once(split_file, tm
         first.wait()
     interrupted = [e for e in entries if (record_of(e) or {}).get("status") != "complete"]
     assert interrupted
+    # grid.py's death sent SIGTERM to its train.py processes: each saves its state, and status shows it interrupted
+    stopped = wait_for(lambda: settled_status(tmp_path), 120, "the stopped runs to release their locks")
+    saved = [e for e in interrupted if record_of(e)["status"] == "interrupted"]
+    assert mid_run(entries, epochs)[0] in saved and stopped["totals"]["interrupted"] == len(saved)
+    listed = {run["run_id"]: run for run in stopped["interrupted"]}
+    assert set(listed) == {e.run_id for e in saved}
+    assert all(listed[e.run_id]["stopped_at"] == record_of(e)["stopped_at"] for e in saved)
+    table = grid_py(["status"], tmp_path).stdout.splitlines()
+    assert table[0].split()[2:5] == ["complete", "running", "interrupted"]
+    assert "interrupted runs (the same command resumes each where it stopped):" in table
 
     second = grid_py(["run", "--slots", "2"], tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr

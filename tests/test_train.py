@@ -110,9 +110,29 @@ def test_sigterm_saves_state_and_the_resumed_run_matches(complete_run, split_fil
     if process.returncode == 143:
         assert "stopped by SIGTERM" in stdout
         state = next(out.glob("*/state"))
-        assert json.loads((state / "progress.json").read_text())["partial"]["step"] >= 1
+        step = json.loads((state / "progress.json").read_text())["partial"]["step"]
+        assert step >= 1
+        # the record and grid.py status (table and JSON) call it interrupted, and say where it stopped
+        record = only_record(out)
+        assert record["status"] == "interrupted" and record["stopped_at"]["step"] == step
+        shown = json.loads(grid_status(out, "--json").stdout)
+        assert shown["totals"]["interrupted"] == 1 and shown["totals"]["running"] == shown["totals"]["pending"] == 0
+        assert shown["interrupted"] == [{"run_id": record["run_id"], "epochs_done": len(record["history"]),
+                                         "epochs": 3, "stopped_at": record["stopped_at"]}]
+        table = grid_status(out).stdout.splitlines()
+        columns = table[0].split()
+        assert table[1].split()[columns.index("interrupted")] == "1"
+        epoch = record["stopped_at"]["epoch"]
+        assert f"  {record['run_id']}: stopped by SIGTERM in epoch {epoch} of 3, at step {step} of 5" in table
     train(digits_args(split_file, out, 3), tmp_path)
     assert comparable(only_record(out)["history"]) == comparable(reference["history"])
+
+
+def grid_status(folder, *options: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(REPO / "grid.py"), "status", str(folder), *options],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def test_non_finite_loss_marks_the_run_diverged(split_file, tmp_path):

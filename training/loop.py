@@ -155,7 +155,8 @@ class Pack:
                 run.progress.partial = {"step": totals["stopped_at"], "totals": {
                     **summed[run.run_id], "seconds": run.seconds_before + totals["seconds"]}}
                 run.save_state()
-                run.write_record(self.inputs.samples.ids, status=runrecord.INTERRUPTED)
+                run.write_record(self.inputs.samples.ids, status=runrecord.INTERRUPTED, stopped_at={
+                    "epoch": epoch, "step": totals["stopped_at"], "steps": step + len(loader)})
                 accelerator.print(f"{run.run_id}: stopped by SIGTERM at epoch {epoch}; state saved, rerun to resume")
             return STOPPED
         for run in group:
