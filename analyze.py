@@ -80,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for warning in analysis.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not analysis.best:
-        raise errors.DataError(f"no complete run record among {len(analysis.inputs)} input file(s)"
-                               + (" (the warnings above say why each was left out)" if analysis.warnings else "")
-                               + "; nothing to analyse")
+        raise pipeline.nothing_to_analyse(analysis)
     drawn, figure_notes = pipeline.make_figures(analysis)
     analysis.notes.extend(figure_notes)
     written = report.write_outputs(analysis, drawn, args.out)

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 from matplotlib.transforms import Bbox
 
 from analysis.reading import dataset_order
@@ -32,6 +32,7 @@ from common import fileio
 ALL_COLOUR, ABOVE_COLOUR, POINT_COLOUR = "tab:green", "tab:blue", "black"
 # models drawn beside the trends, not fitted (trends.drawn_apart: CLIP)
 SEPARATE_COLOUR, SEPARATE_LABEL = "tab:orange", "CLIP (LP-FT), not fitted"
+RANDOM_LABEL = "random initialisation (hollow; x: the architecture's top-1)"
 GROUP_COLOURS = {"web-scraped": "tab:blue", "real-world": "tab:orange"}  # fid.py's two kinds of dataset
 TEXT_SIZE, SMALL_SIZE, MARKER_SIZE = 8, 6, 4
 # Where a point's number may go, in points from the point: the closest positions first, then further out.
@@ -145,27 +146,31 @@ def _error_bars(rows: list[Best], scale: float, transform=lambda v: v) -> tuple[
     return values, np.clip(bars, 0.0, None)
 
 
-def _points(ax: Axes, x: np.ndarray, y: np.ndarray, bars: np.ndarray) -> None:
-    ax.errorbar(x, y, yerr=bars, fmt="o", color=POINT_COLOUR, markersize=MARKER_SIZE, capsize=2, elinewidth=0.8)
+def _style(row: Best) -> dict[str, Any]:
+    """How a point is drawn: a black circle; a star for the groups drawn apart (the CLIP towers, as the paper's
+    Figure 8 draws them: beside the ImageNet models' trends, not fitted); hollow when the model was fine-tuned
+    from random weights, since the x (its architecture's ImageNet top-1) then says nothing about its weights."""
+    apart = drawn_apart(row)
+    colour = SEPARATE_COLOUR if apart else POINT_COLOUR
+    style = {"fmt": "*" if apart else "o", "markersize": 9 if apart else MARKER_SIZE, "color": colour,
+             "ecolor": colour, "label": SEPARATE_LABEL if apart else None}
+    if row.random_init:
+        style.update(markerfacecolor="white", label=(f"{SEPARATE_LABEL}, " if apart else "") + RANDOM_LABEL)
+    return style
 
 
-def _separate_points(ax: Axes, x: np.ndarray, y: np.ndarray, bars: np.ndarray) -> None:
-    """The groups drawn apart (the CLIP towers), as the paper's Figure 8 draws them: beside the ImageNet models'
-    trends, not fitted."""
-    ax.errorbar(x, y, yerr=bars, fmt="*", markersize=9, color=SEPARATE_COLOUR, ecolor=SEPARATE_COLOUR,
-                elinewidth=0.8, capsize=2, label=SEPARATE_LABEL)
-
-
-def _draw_points(ax: Axes, points: list[Best], apart: list[Best], x_of: Callable[[Best], float], scale: float,
+def _draw_points(ax: Axes, rows: list[Best], x_of: Callable[[Best], float], scale: float,
                  numbers: dict[str, int], transform: Callable = lambda v: v) -> list[tuple]:
-    """The fitted points and those drawn apart, with their error bars; place_numbers' requests for their numbers."""
-    requests = []
-    for rows, draw in ((points, _points), (apart, _separate_points)):
-        if rows:
-            x = transform(np.array([x_of(b) for b in rows], dtype=float))
-            y, bars = _error_bars(rows, scale, transform)
-            draw(ax, x, y, bars)
-            requests.append((ax, x, y, [str(numbers[b.model]) for b in rows]))
+    """The points with their error bars, one errorbar call per style (_style) so that each style has one legend
+    entry; place_numbers' requests for their numbers."""
+    requests, groups = [], {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(_style(row).items())), []).append(row)
+    for style, group in groups.items():
+        x = transform(np.array([x_of(b) for b in group], dtype=float))
+        y, bars = _error_bars(group, scale, transform)
+        ax.errorbar(x, y, yerr=bars, capsize=2, elinewidth=0.8, **dict(style))
+        requests.append((ax, x, y, [str(numbers[b.model]) for b in group]))
     return requests
 
 
@@ -193,7 +198,7 @@ def plot_trends(best: list[Best], fits: list[dict[str, Any]], threshold: float =
     for ax, dataset in zip(axes, datasets):
         points, apart = fit_points(best, dataset), separate_points(best, dataset)
         scale = metric_scale([b.report_value for b in points or apart])
-        requests += _draw_points(ax, points, apart, lambda b: b.imagenet_top1, scale, numbers, transform)
+        requests += _draw_points(ax, points + apart, lambda b: b.imagenet_top1, scale, numbers, transform)
         x = transform(np.array([b.imagenet_top1 for b in points]))
         for fit in fits:
             if fit["dataset"] != dataset or fit["axes"] != axes_kind or math.isnan(fit["slope"]):
@@ -214,17 +219,15 @@ def plot_trends(best: list[Best], fits: list[dict[str, Any]], threshold: float =
 def plot_spline(points: list[Best], xs: np.ndarray, curve: np.ndarray, numbers: dict[str, int]) -> Figure:
     """One dataset's metric against ImageNet top-1 with its smoothing spline (`curve` at `xs`)."""
     scale = metric_scale([b.report_value for b in points])
-    x = np.array([b.imagenet_top1 for b in points])
-    y, bars = _error_bars(points, scale)
     figure, (ax,) = new_figure(1, width=6.0, height=4.5)
-    _points(ax, x, y, bars)
+    requests = _draw_points(ax, points, lambda b: b.imagenet_top1, scale, numbers)
     ax.plot(xs, curve, color=ALL_COLOUR, label="smoothing spline")
     ax.set_title(f"{points[0].dataset}: {points[0].metric} vs ImageNet top-1", fontsize=TEXT_SIZE + 1)
     ax.set_xlabel("ImageNet top-1 (%)")
     ax.set_ylabel(_metric_label(points[0], scale))
     ax.legend(fontsize=SMALL_SIZE, loc="best")
     add_key(figure, {b.model: numbers[b.model] for b in points}, points)
-    place_numbers(figure, [(ax, x, y, [str(numbers[b.model]) for b in points])])
+    place_numbers(figure, requests)
     return figure
 
 
@@ -242,10 +245,9 @@ def plot_model_size(best: list[Best], fits: list[dict[str, Any]], threshold: flo
         points = [b for b in rows if b.dataset == dataset and not drawn_apart(b)]
         apart = [b for b in rows if b.dataset == dataset and drawn_apart(b)]
         scale = metric_scale([b.report_value for b in points or apart])
-        requests += _draw_points(ax, points, apart, lambda b: b.params, scale, numbers)
+        requests += _draw_points(ax, points + apart, lambda b: b.params, scale, numbers)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value / 1e6:g}M"))  # plain text: no mathtext
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        size_ticks(ax, [b.params for b in points + apart])
         for fit in fits:
             if fit["dataset"] != dataset or math.isnan(fit["slope"]):
                 continue
@@ -261,6 +263,32 @@ def plot_model_size(best: list[Best], fits: list[dict[str, Any]], threshold: flo
     add_key(figure, {m: n for m, n in numbers.items() if m in {b.model for b in rows}}, rows)
     place_numbers(figure, requests)
     return figure
+
+
+def parameter_label(value: float) -> str:
+    """A parameter count as plain text (no mathtext): 2.5M, 60M, 1.2B."""
+    return f"{value / 1e9:.3g}B" if value >= 1e9 else f"{value / 1e6:.3g}M"
+
+
+def size_ticks(ax: Axes, counts: Sequence[float], minimum: int = 3) -> None:
+    """Readable ticks on a log parameter axis whatever its range (matplotlib's own shows one tick, or none, when
+    the counts lie within a decade): powers of ten when the counts span decades, else 1-2-5, 1-2-3-5-7 or every
+    digit, else (counts within a factor of about 1.3) evenly spaced ticks from the smallest to the largest count;
+    always at least `minimum` ticks inside the counts' range."""
+    low, high = min(counts), max(counts)
+    for subs in ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0, 7.0), tuple(float(d) for d in range(1, 10))):
+        ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+                 for m in subs if low <= m * 10.0 ** e <= high]
+        if len(ticks) >= minimum:
+            break
+    else:
+        ticks = sorted({float(f"{v:.3g}") for v in np.geomspace(low, high, minimum)})
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: parameter_label(value)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    margin = max((high / low) ** 0.05, 1.03)  # beyond the outermost points, so that their markers show whole
+    ax.set_xlim(low / margin, high * margin)
 
 
 def bar_chart(names: list[str], values: list[float], groups: list[str], ylabel: str, title: str) -> Figure:

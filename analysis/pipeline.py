@@ -35,7 +35,7 @@ from analysis.trends import (
     smoothing_spline,
     trend_fits,
 )
-from common import runrecord
+from common import errors, runrecord
 from data import REAL_WORLD
 
 
@@ -82,10 +82,11 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
 
     facts = model_facts(runs, clip_x)
     unknown_top1 = [name for name, fact in facts.items() if fact.imagenet_top1 is None]
-    untrained = sorted({r.model for r in runs if r.weights_loaded in ("random", False)})
+    untrained = sorted({r.model for r in runs if r.random_init})
     if untrained:
         notes.append(f"trained from random initialisation (weights_loaded random), so ImageNet top-1 does not "
-                     f"describe them: {', '.join(untrained)}")
+                     f"describe them; drawn hollow in the figures and marked random_init in the tables: "
+                     f"{', '.join(untrained)}")
     from_file = sorted({r.model for r in runs if str(r.weights_loaded).startswith("file:")})
     if from_file:
         notes.append(f"fine-tuned from weights files, whose ImageNet top-1 may differ from the one used here: "
@@ -115,6 +116,23 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
                     coverage=grid_coverage(runs, grid), unknown_top1=unknown_top1, trends=trends,
                     size_trends=size_fits(best, threshold, n_boot=n_boot, level=level, seed=seed), appendix_n=part_n,
                     comparison=comparison)
+
+
+def nothing_to_analyse(analysis: Analysis) -> errors.DataError:
+    """The error when no complete run was read: how many files, and what happened to the runs that did not
+    complete (each failed run's one-line error, the first few), so that a folder holding only a failed run says why
+    it failed."""
+    failed, diverged = analysis.coverage["failed"], analysis.coverage["diverged"]
+    parts = [f"no complete run record among {len(analysis.inputs)} input file(s)"]
+    if failed:
+        shown = "; ".join(f"{row['record']}: {row['error'] or 'no error recorded'}" for row in failed[:3])
+        parts.append(f"{len(failed)} failed ({shown}" + (f"; and {len(failed) - 3} more)" if len(failed) > 3 else ")"))
+    if diverged:
+        parts.append(f"{len(diverged)} diverged (" + ", ".join(row["record"] for row in diverged[:3])
+                     + (", ...)" if len(diverged) > 3 else ")"))
+    if analysis.warnings:
+        parts.append("the warnings above say why each other file was left out")
+    return errors.DataError("; ".join(parts) + "; nothing to analyse")
 
 
 def make_figures(analysis: Analysis) -> tuple[dict[str, Callable[[], Figure]], list[str]]:

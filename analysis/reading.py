@@ -55,6 +55,13 @@ class Run:
     diverged_epoch: int | None
     lp_ft_phase: str | None = None  # "probe" or "finetune" for train.py --lp-ft runs
     stopped_by_halving: bool = False  # paused for good: successive halving (grid.py run --halving) did not select it
+    top1_reference: str | None = None  # the record's model.top1_source: where its imagenet_top1 comes from
+    git_commit: str | None = None      # the toolkit's commit that trained it
+
+    @property
+    def random_init(self) -> bool:
+        """Trained from random weights: its ImageNet top-1 is its architecture's, not its own."""
+        return self.weights_loaded in ("random", False)
 
     def value(self, split: str, metric: str | None = None) -> float | None:
         """The best epoch's value of `metric` (default: the dataset's) on `split`, None when not held."""
@@ -155,10 +162,15 @@ def _run(path: Path, raw: dict) -> Run:
                settings={key: config.get(key) for key in COMPARED_SETTINGS}, best_metrics=best_metrics,
                predictions={split: path.parent / rel for split, rel in predictions.items()},
                imagenet_top1=choice.finite(model.get("imagenet_top1")), params=choice.finite(model.get("params")),
-               lp_ft_phase=config.get("lp_ft_phase"),
+               lp_ft_phase=config.get("lp_ft_phase"), top1_reference=_optional_text(model.get("top1_source")),
+               git_commit=_optional_text(raw.get("git_commit")),
                stopped_by_halving=status == runrecord.PAUSED and halving is not None and not halving["selected"],
                weights_loaded=model.get("weights_loaded"), error=error if isinstance(error, str) else None,
                diverged_epoch=diverged_epoch if isinstance(diverged_epoch, int) else None)
+
+
+def _optional_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
@@ -169,8 +181,39 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
+# Which of several records of one run id is counted: the furthest along, then the first read
+_PROGRESS = {runrecord.COMPLETE: 0, runrecord.DIVERGED: 1, runrecord.FAILED: 2}
+
+
+def one_per_run_id(runs: list[Run]) -> tuple[list[Run], list[str]]:
+    """Each run id once (the same record copied into two folders, or a file given twice, is one run), and one
+    warning naming the run ids read more than once, the file kept and the others.
+
+    A run id is one configuration trained once: counting its copies would add configurations that never ran and
+    weigh the copied run twice. The record kept is the furthest along (complete, then diverged, then failed, then
+    unfinished), then the first read.
+    """
+    by_id: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_id[run.run_id].append(run)
+    kept, repeated = [], []
+    for run_id, copies in by_id.items():
+        chosen = min(copies, key=lambda r: _PROGRESS.get(r.status, len(_PROGRESS)))  # min keeps the first of equals
+        kept.append(chosen)
+        if len(copies) > 1:
+            others = [str(r.path) for r in copies if r is not chosen]
+            same = all(Path(other).resolve() == chosen.path.resolve() for other in others)
+            repeated.append(f"'{run_id}' ({chosen.path} kept; " + ("the same file, given again)" if same else
+                            f"also {', '.join(others)})"))
+    if not repeated:
+        return runs, []
+    shown = "; ".join(repeated[:3]) + (f"; and {len(repeated) - 3} more" if len(repeated) > 3 else "")
+    return kept, [f"{len(repeated)} run id(s) read from more than one file, each counted once: {shown}"]
+
+
 def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[str]]:
     """Every readable run record among `paths`, and one warning per file left out (naming it and saying why).
+    A run id read from several files is counted once (one_per_run_id).
 
     Still-running and paused records are left out with a warning; complete, diverged and failed ones are returned,
     and so are the paused runs successive halving stopped for good (stopped_by_halving): they ran their
@@ -178,15 +221,18 @@ def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[str]]:
     dataset that choose or report on another metric or split than the dataset's others are left out too, since
     their numbers cannot be compared.
     """
-    runs, warnings, probes = [], [], 0
+    read, warnings, probes = [], [], 0
     for path in expand_inputs(paths):
         try:
-            run = read_run(path)
+            read.append(read_run(path))
         except RecordProblem as problem:
             warnings.append(f"{problem}; skipped")
-            continue
+    read, duplicates = one_per_run_id(read)
+    warnings += duplicates
+    runs = []
+    for run in read:
         if run.status in runrecord.UNFINISHED and not run.stopped_by_halving:
-            warnings.append(f"{path}: run '{run.run_id}' is still {run.status}; skipped")
+            warnings.append(f"{run.path}: run '{run.run_id}' is still {run.status}; skipped")
             continue
         if run.lp_ft_phase == "probe":
             probes += 1

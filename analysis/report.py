@@ -47,9 +47,10 @@ def _cell(value: Any) -> str:
     return cell_text(value).replace("|", "&#124;")  # an entity, not a backslash: no parser splits a cell on it
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str], why_empty: str | None = None) -> str:
+    """A Markdown table; without rows, the reason it is empty (`why_empty`) in its place."""
     if not rows:
-        return "_none_\n"
+        return f"_none: {cell_text(why_empty)}_\n" if why_empty else "_none_\n"
     lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -73,7 +74,7 @@ def tables(analysis: Analysis) -> dict[str, tuple[list[dict[str, Any]], list[str
         "diverged": (coverage["diverged"], grid_columns + ["diverged_epoch", "run_id", "record"]),
         "failed": (coverage["failed"], grid_columns + ["error", "run_id", "record"]),
         "missing": (coverage["missing"], grid_columns),
-        "trends": (analysis.trends, TREND_COLUMNS + ["metric_scale", "models"]),
+        "trends": (analysis.trends, TREND_COLUMNS + ["metric_scale", "models", "random_init"]),
         "size_trends": (analysis.size_trends, SIZE_COLUMNS + ["metric_scale", "models"]),
         "appendix_n_ols": (part_n["ols"], ["dataset", "model", "intercept", "imagenet_coef", "average_coef", "r2",
                                            "rss", "df_resid"]),
@@ -89,6 +90,27 @@ def tables(analysis: Analysis) -> dict[str, tuple[list[dict[str, Any]], list[str
         "comparison": (analysis.comparison["rows"] if analysis.comparison else [],
                        ["dataset", "model", "value", "metric", "split", "result", "configurations", "run_id"]),
     }
+
+
+def empty_reasons(analysis: Analysis) -> dict[str, str]:
+    """Why each empty table is empty, by table name. report.md says it in the table's place and analysis.json
+    under `empty_tables`; an empty table's CSV is its header alone, so that programs read zero rows."""
+    part_n = analysis.appendix_n
+    skipped = f"Appendix N {part_n['note']}" if part_n["note"] else "Appendix N has no models"
+    reasons = {
+        "best": "no complete run",
+        "diverged": "no run diverged",
+        "failed": "no run failed",
+        "missing": f"every model has a record for every configuration of the grid (--grid {analysis.settings['grid']})",
+        "trends": "no model outside the groups drawn apart has a known ImageNet top-1, which the fits need",
+        "size_trends": "no model outside the groups drawn apart has a known parameter count",
+        "appendix_n_ols": skipped, "appendix_n_f_tests": skipped, "appendix_n_spearman": skipped,
+        "leaderboard": f"the benchmark score here comes with Appendix N, which was skipped: {part_n['note']}"
+                       if part_n["note"] else "no model has a result on every dataset",
+        "skipped": "every input file was used",
+        "comparison": "no --compare setting was given",
+    }
+    return {name: reasons[name] for name, (rows, _) in tables(analysis).items() if not rows}
 
 
 def comparison_tables(comparison: dict[str, Any]) -> list[str]:
@@ -118,7 +140,7 @@ def best_table(rows: list[Best]) -> str:
     """One dataset's chosen configurations: the analysed metric on the selection, reported and extra splits."""
     lines = []
     for b in rows:
-        line = {"model": b.model, "ImageNet top-1": b.imagenet_top1,
+        line = {"model": b.model + (" (random init)" if b.random_init else ""), "ImageNet top-1": b.imagenet_top1,
                 "configuration": describe_config({k: getattr(b, k) for k in TUNED})}
         if b.report_split == b.selection_split:
             line[f"{b.report_split} {b.metric} (chosen on, reported)"] = _with_interval(
@@ -216,19 +238,19 @@ def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out
             f"Configurations chosen by {rows[0].chosen_by} on {rows[0].selection_split}; shown: {rows[0].metric}.\n\n"
         lines += [f"### {dataset}", "", chosen_by + best_table(rows)]
 
-    all_tables = tables(analysis)
+    all_tables, why = tables(analysis), empty_reasons(analysis)
     for title, name in (("Diverged configurations", "diverged"), ("Failed runs", "failed"),
                         ("Configurations missing from the grid", "missing")):
         table_rows, columns = all_tables[name]
-        lines += [f"## {title}", "", markdown_table(table_rows, [c for c in columns if c != "record"])]
+        lines += [f"## {title}", "", markdown_table(table_rows, [c for c in columns if c != "record"], why.get(name))]
 
     lines += ["## Trend fits (Figure 1, Table 2)", "",
               "Metric (x100 when stored as a fraction) regressed on ImageNet top-1 (%); slope on 0-100 axes, "
               f"bootstrap interval over models. `no_progress`: slope below {settings['slope_threshold']:g}.", "",
-              markdown_table(analysis.trends, TREND_COLUMNS),
+              markdown_table(analysis.trends, TREND_COLUMNS, why.get("trends")),
               "## Model size (Appendix L)", "",
               "Metric (0-100) regressed on log10(parameter count): the slope is the change per tenfold parameters.",
-              "", markdown_table(analysis.size_trends, SIZE_COLUMNS)]
+              "", markdown_table(analysis.size_trends, SIZE_COLUMNS, why.get("size_trends"))]
     for name, files in figure_files.items():
         png = next(p for p in files if p.suffix == ".png")
         lines += [f"![{name}]({png.relative_to(out).as_posix()})", ""]
@@ -252,9 +274,9 @@ def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out
               "0.05). The benchmark score is the paper's [§6]: a model's plain average of the datasets' metrics "
               "(0-100); the average standardised logit score is shown beside it.", ""]
     if part_n["note"]:
-        lines += [part_n["note"], ""]
-    lines += [f"Datasets: {', '.join(part_n['datasets']) or 'none'}. Models: {', '.join(part_n['models']) or 'none'}.",
-              ""]
+        lines += [f"Appendix N {part_n['note']}.", ""]
+    else:
+        lines += [f"Datasets: {', '.join(part_n['datasets'])}. Models: {', '.join(part_n['models'])}.", ""]
     if part_n["left_out"]:
         lines += ["Left out: " + "; ".join(f"{x['model']} ({x['reason']})" for x in part_n["left_out"]), ""]
     for title, name in (("Nested F-tests", "appendix_n_f_tests"), ("OLS fits", "appendix_n_ols"),
@@ -277,6 +299,7 @@ def write_outputs(analysis: Analysis, figures: dict[str, Callable[[], Figure]], 
                "notes": analysis.notes, "unknown_top1": analysis.unknown_top1,
                "tables": {name: rows for name, (rows, _) in all_tables.items()},
                "appendix_n": {k: analysis.appendix_n[k] for k in ("datasets", "models", "left_out", "note")},
+               "empty_tables": empty_reasons(analysis),
                "figures": {name: [str(p) for p in files] for name, files in figure_files.items()}}
     fileio.atomic_write_json(out / "analysis.json", summary)
     fileio.atomic_write_text(out / "report.md", markdown_report(analysis, figure_files, out))

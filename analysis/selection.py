@@ -26,9 +26,10 @@ from training.recipe import TUNED
 @dataclass
 class ModelFacts:
     imagenet_top1: float | None  # percent
-    top1_source: str             # "models.py", "record" or "unknown"
+    top1_source: str             # "models.py", "models.py (zero-shot)", "record" or "unknown"
     params: int | float | None
     group: str | None
+    top1_reference: str | None = None  # where the number itself comes from (models.py --json's top1_source)
 
 
 CLIP_X = ("linear-probe", "zero-shot")  # analyze.py --clip-x: which ImageNet top-1 of a CLIP tower is its x
@@ -49,16 +50,17 @@ def model_facts(runs: list[Run], clip_x: str = "linear-probe") -> dict[str, Mode
         registry_top1 = choice.finite(getattr(entry, "imagenet_top1", None))
         zero_shot = choice.finite(getattr(entry, "zero_shot_top1", None))
         if clip_x == "zero-shot" and zero_shot is not None:
-            top1, source = zero_shot, "models.py (zero-shot)"
+            top1, source, reference = zero_shot, "models.py (zero-shot)", entry.zero_shot_source
         elif registry_top1 is not None:
-            top1, source = registry_top1, "models.py"
+            top1, source, reference = registry_top1, "models.py", entry.top1_source
         elif record_top1 is not None:
+            reference = next((r.top1_reference for r in own if r.imagenet_top1 is not None), None)
             top1, source = record_top1, "record"
         else:
-            top1, source = None, "unknown"
+            top1, source, reference = None, "unknown", None
         params = getattr(entry, "params", None)
         facts[name] = ModelFacts(top1, source, params if isinstance(params, int) else record_params,
-                                 getattr(entry, "group", None))
+                                 getattr(entry, "group", None), reference)
     return facts
 
 
@@ -89,6 +91,8 @@ class Best:
     params: int | float | None
     group: str | None
     configurations: int  # how many complete configurations the choice was made among
+    random_init: bool = False  # fine-tuned from random weights: imagenet_top1 is its architecture's, not its own
+    top1_reference: str | None = None  # where imagenet_top1 comes from, in words
     selection_low: float = math.nan
     selection_high: float = math.nan
     report_low: float = math.nan
@@ -153,7 +157,7 @@ def select_best(runs: list[Run], facts: dict[str, ModelFacts], metric: str | Non
             report_split=chosen.report_split, report_value=chosen.value(chosen.report_split, name),
             extra_split=extra, extra_value=chosen.value(extra, name) if extra else None,
             imagenet_top1=fact.imagenet_top1, top1_source=fact.top1_source, params=fact.params, group=fact.group,
-            configurations=len(group)))
+            configurations=len(group), random_init=chosen.random_init, top1_reference=fact.top1_reference))
     return sorted(rows, key=lambda b: (dataset_order(b.dataset),
                                        b.imagenet_top1 if b.imagenet_top1 is not None else math.inf, b.model))
 

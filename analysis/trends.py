@@ -123,7 +123,8 @@ def trend_fits(best: list[Best], threshold: float = 70.0, slope_threshold: float
                 rows.append({"dataset": dataset, "metric": points[0].metric, "split": points[0].report_split,
                              "axes": axis, "subset": subset, **fit, "no_progress": no_progress,
                              "metric_scale": scale,
-                             "models": ",".join(b.model for b, m in zip(points, mask) if m)})
+                             "models": ",".join(b.model for b, m in zip(points, mask) if m),
+                             "random_init": ",".join(b.model for b, m in zip(points, mask) if m and b.random_init)})
     return rows
 
 

@@ -1,9 +1,11 @@
 """What the records feed into the tables: runs successive halving stopped (one note, not a warning or a missing
-configuration each) and Appendix G's comparison under --metric."""
+configuration each), Appendix G's comparison under --metric, a run read twice (counted once) and a folder holding
+only a failed run (its error shown)."""
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import pytest
 import analyze
 from analysis import reading
 
-from test_analyze import run_analysis, write_run, write_scored_run
+from test_analyze import run_analysis, run_script, write_run, write_scored_run
 
 
 def halving_note(selected: bool) -> dict:
@@ -110,3 +112,49 @@ def test_older_and_newer_hpa_records_are_analysed_together(tmp_path):
     runs, warnings = reading.load_runs([folder])
     assert len(runs) == 5 and not warnings
     assert {(r.report_split, r.extra_split) for r in runs} == {("val", "test_val")}
+
+
+def small_grid(folder, weights="imagenet"):
+    """The 2 x 2 CPU grid of issue 20: two models, two learning rates, on EuroSAT."""
+    for model, top1 in (("mobilenet_v3_small", 67.668), ("resnet18", 69.758)):
+        for lr, value in ((0.01, 0.8), (0.1, 0.7)):
+            write_run(folder, "eurosat", model, value + top1 / 1000, top1=top1, lr=lr, weights=weights)
+
+
+def test_a_run_read_from_two_folders_is_counted_once(tmp_path, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    small_grid(first)
+    shutil.copytree(first, second)
+    out = tmp_path / "report"
+    assert analyze.main([str(first), str(second), "--out", str(out), "--n-boot", "20"]) == 0
+    with open(out / "tables" / "best.csv") as f:
+        assert {row["model"]: row["configurations"] for row in csv.DictReader(f)} == {
+            "mobilenet_v3_small": "2", "resnet18": "2"}  # not 4: each run once
+    (warning,) = [line for line in capsys.readouterr().err.splitlines() if "more than one file" in line]
+    assert warning.startswith("warning: 4 run id(s) read from more than one file, each counted once: '")
+    assert f"{first}" in warning and f"also {second}" in warning and "and 1 more" in warning
+    assert "4 run id(s) read from more than one file" in (out / "report.md").read_text()
+
+    # the same file given twice; and a copy that failed beside the complete one, whichever is read first
+    (record,) = first.glob("eurosat-resnet18-sgd-cosine-lr0.01-*.json")
+    runs, warnings = reading.load_runs([record, record])
+    assert len(runs) == 1 and warnings == [f"1 run id(s) read from more than one file, each counted once: "
+                                           f"'{runs[0].run_id}' ({record} kept; the same file, given again)"]
+    copy = json.loads(record.read_text())
+    copy.update(status="failed", best=None, error="RuntimeError: out of memory")
+    (tmp_path / "failed").mkdir()
+    (tmp_path / "failed" / record.name).write_text(json.dumps(copy))
+    runs, _ = reading.load_runs([tmp_path / "failed", first])
+    assert {r.run_id: r.status for r in runs}[copy["run_id"]] == "complete" and len(runs) == 4
+
+
+def test_a_folder_holding_only_a_failed_run_shows_its_error(tmp_path):
+    folder = tmp_path / "runs"
+    write_run(folder, "eurosat", "resnet18", 0.5, top1=69.8, status="failed",
+              error="RuntimeError: DataLoader worker (pid 123) is killed by signal: Killed.")
+    result = run_script(folder, "--out", tmp_path / "report", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    (record,) = folder.glob("*.json")
+    assert line == (f"analyze.py: error: no complete run record among 1 input file(s); 1 failed ({record}: "
+                    f"RuntimeError: DataLoader worker (pid 123) is killed by signal: Killed.); nothing to analyse")

@@ -175,3 +175,61 @@ def test_markdown_cells_escape_pipes_and_join_lines():
 
 def test_analyze_help_shows_each_default_once():
     assert_each_default_shown_once(analyze.build_parser())
+
+
+def test_random_init_models_are_drawn_hollow_with_a_legend_entry_and_marked_in_the_tables(tmp_path):
+    folder, out = tmp_path / "runs", tmp_path / "reports"
+    for i, top1 in enumerate((62.0, 71.0, 79.0)):
+        write_run(folder, "cassava", f"toy{i}", 0.6 + i / 20, top1=top1, params=1e6 * (i + 1))
+    write_run(folder, "cassava", "resnet18", 0.5, top1=69.758, weights="random")
+    assert analyze.main([str(folder), "--out", str(out), "--n-boot", "20"]) == 0
+    analysis = run_analysis(folder)
+    drawn, _ = pipeline.make_figures(analysis)
+    for name in ("figure1", "model-size", "spline-cassava"):
+        (ax,) = [ax for ax in drawn[name]().axes if ax.has_data()]
+        (hollow,) = [c for c in ax.containers if c.get_label() == figures.RANDOM_LABEL]
+        marker = hollow.lines[0]
+        assert list(marker.get_xdata()) == [69.758 if name != "model-size" else registry.REGISTRY["resnet18"].params]
+        assert marker.get_markerfacecolor() == "white" and marker.get_markeredgecolor() == figures.POINT_COLOUR
+        assert figures.RANDOM_LABEL in ax.get_legend_handles_labels()[1]
+        filled = [c for c in ax.containers if c.get_label() != figures.RANDOM_LABEL]
+        assert all(c.lines[0].get_markerfacecolor() != "white" for c in filled)
+    with open(out / "tables" / "best.csv") as f:
+        assert {row["model"]: row["random_init"] for row in csv.DictReader(f)} == {
+            "toy0": "False", "toy1": "False", "toy2": "False", "resnet18": "True"}
+    with open(out / "tables" / "trends.csv") as f:
+        assert {row["random_init"] for row in csv.DictReader(f)} == {"resnet18", ""}
+    assert "| resnet18 (random init) | 69.76 |" in (out / "report.md").read_text()
+
+
+def test_empty_tables_say_why_and_appendix_n_skipped_lists_no_models(tmp_path):
+    folder, out = tmp_path / "runs", tmp_path / "reports"
+    for i, top1 in enumerate((62.0, 71.0, 79.0)):
+        write_run(folder, "eurosat", f"toy{i}", 0.6 + i / 20, top1=top1)
+    assert analyze.main([str(folder), "--out", str(out), "--n-boot", "20"]) == 0
+    text = (out / "report.md").read_text()
+    assert "## Failed runs\n\n_none: no run failed_" in text
+    assert "## Diverged configurations\n\n_none: no run diverged_" in text
+    assert "Models: none" not in text and "Appendix N skipped: needs at least 3 datasets, has 1 (eurosat)." in text
+    empty = json.loads((out / "analysis.json").read_text())["empty_tables"]
+    assert empty["failed"] == "no run failed" and empty["comparison"] == "no --compare setting was given"
+    assert empty["appendix_n_f_tests"] == "Appendix N skipped: needs at least 3 datasets, has 1 (eurosat)"
+    assert "best" not in empty and "trends" not in empty
+    for name in empty:  # an empty table's CSV is its header alone: programs read zero rows
+        with open(out / "tables" / f"{name}.csv") as f:
+            assert len(f.read().splitlines()) == 1, name
+
+
+@pytest.mark.parametrize("counts", [(2_542_856, 11_689_512), (11_200_000, 11_689_512), (1_235_496, 138_365_992)])
+def test_the_model_size_axis_has_readable_ticks_on_any_range(counts):
+    figure, (ax,) = figures.new_figure(1)
+    ax.plot(counts, [0.5, 0.6], "o")
+    ax.set_xscale("log")
+    figures.size_ticks(ax, counts)
+    figure.draw_without_rendering()
+    low, high = ax.get_xlim()
+    shown = [(tick.get_text(), tick.get_window_extent()) for tick, value in
+             zip(ax.get_xticklabels(), ax.get_xticks()) if low <= value <= high]
+    assert len(shown) >= 3 and all(text for text, _ in shown) and len({text for text, _ in shown}) == len(shown)
+    assert all(figures._overlap(a, b) == 0.0 for i, (_, a) in enumerate(shown) for _, b in shown[i + 1:])
+    assert low < min(counts) and max(counts) < high
