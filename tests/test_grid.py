@@ -316,7 +316,7 @@ def test_grid_killed_half_way_and_restarted_trains_every_run_once(split_file, tm
     assert interrupted
     # grid.py's death sent SIGTERM to its train.py processes: each saves its state, and status shows it interrupted
     stopped = wait_for(lambda: settled_status(tmp_path), 120, "the stopped runs to release their locks")
-    saved = [e for e in interrupted if record_of(e)["status"] == "interrupted"]
+    saved = [e for e in interrupted if (record_of(e) or {}).get("status") == "interrupted"]
     assert mid_run(entries, epochs)[0] in saved and stopped["totals"]["interrupted"] == len(saved)
     listed = {run["run_id"]: run for run in stopped["interrupted"]}
     assert set(listed) == {e.run_id for e in saved}
@@ -332,6 +332,9 @@ def test_grid_killed_half_way_and_restarted_trains_every_run_once(split_file, tm
         starts = assert_trained_once(entry, epochs)
         resumed += len(starts) > 1
     assert resumed >= 1
+    for output in (tmp_path / "runs" / ".grid" / "output").glob("*.log"):  # progress lines, not a bar's frames
+        text = output.read_text()
+        assert re.search(r"^epoch \d train: step \d+/5 \(\d+%\), \d+ img/s, loss ", text, re.M) and "\r" not in text
     report = status_json(tmp_path)
     assert report["totals"] == {"complete": 4, "running": 0, "interrupted": 0, "paused": 0, "diverged": 0, "failed": 0,
                                 "pending": 0}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +28,7 @@ def comparable(history: list[dict]) -> list[dict]:
 
 
 def test_full_run_writes_a_complete_record(complete_run, split_file):
-    work, out, _ = complete_run
+    work, out, result = complete_run
     record = only_record(out)
     assert record["schema_version"] == runrecord.SCHEMA_VERSION
     assert record["status"] == "complete" and record["error"] is None
@@ -51,6 +52,15 @@ def test_full_run_writes_a_complete_record(complete_run, split_file):
     recomputed = metrics.accuracy(predictions["labels"], predictions["scores"].argmax(1))
     assert recomputed == pytest.approx(best["metrics"]["val_accuracy"])
     assert (out / record["run_id"] / "best.safetensors").exists()
+
+    # output to a file (not a terminal): progress lines instead of a bar, each tenth of the epoch; the running loss
+    # is the last look's, which at the epoch's last step is the epoch's training loss
+    for entry in record["history"]:
+        lines = [line for line in result.stdout.splitlines() if line.startswith(f"epoch {entry['epoch']} train: ")]
+        assert [line.split()[4] for line in lines] == [f"{step}/5" for step in range(1, 6)]  # 160 images, batch 32
+        assert re.fullmatch(rf"epoch \d train: step 5/5 \(100%\), \d+ img/s, loss {entry['train_loss']:.4f}, \d+ s",
+                            lines[-1]), lines[-1]
+    assert "\r" not in result.stdout + result.stderr
 
 
 def test_rerunning_a_complete_run_skips_it(complete_run, split_file, monkeypatch, capsys):

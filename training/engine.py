@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -216,14 +217,15 @@ def train_one_epoch(runs: list, loader, accelerator, outputs: Outputs, model_inp
     bad_indices: list[int] = []
     started = time.perf_counter()
     last = len(loader) + start_step
-    bar = tqdm(total=last, initial=start_step, desc=f"epoch {epoch} train", leave=False,
-               disable=progress_bar_off(accelerator))
+    progress = EpochProgress(epoch, start_step, last, shown=accelerator.is_main_process)
     step, stopped_at = start_step, None
     for batch in loader:
         step += 1
         bad_indices += batch["bad_indices"]
+        images = 0
         if check_batch(batch):  # False: every image of the batch unreadable (--skip-bad-images)
             inputs, labels = model_input(batch), batch["label"]
+            images = len(labels) * accelerator.num_processes
             for run in active:
                 with run.random_stream():  # the run's own dropout draws, as if it trained alone
                     with accelerator.autocast():
@@ -233,15 +235,16 @@ def train_one_epoch(runs: list, loader, accelerator, outputs: Outputs, model_inp
                     run.optimizer.zero_grad(set_to_none=True)  # no gradients held between steps (N runs packed)
                 run.loss_sum = run.loss_sum + loss.detach().float() * len(labels)
                 run.samples += len(labels)
-        bar.update(1)
         stop = should_stop() if accelerator.num_processes == 1 else False
         if step % check_every == 0 or step == last or stop:
-            stop = look_at_losses(active, accelerator, epoch, step, should_stop())
+            stop, running_losses = look_at_losses(active, accelerator, epoch, step, should_stop())
+            progress.looked([loss for run, loss in zip(active, running_losses) if run.diverged_at is None])
             active = [run for run in active if run.diverged_at is None]
+        progress.step(step, images)
         if not active or (stop and step < last):
             stopped_at = step if active else None
             break
-    bar.close()
+    progress.close()
     totals = {"seconds": time.perf_counter() - started, "bad_indices": bad_indices}
     if stopped_at is not None:
         totals["stopped_at"] = stopped_at
@@ -254,18 +257,74 @@ def progress_bar_off(accelerator) -> bool | None:
     return None if accelerator.is_local_main_process else True
 
 
-def look_at_losses(runs: list, accelerator, epoch: int, step: int, stop: bool) -> bool:
-    """One host sync: mark runs whose running loss is non-finite on any process; True if any process must stop."""
-    values = torch.stack([torch.as_tensor(float(stop), device=accelerator.device),
-                          *[torch.as_tensor(run.loss_sum, device=accelerator.device, dtype=torch.float32)
-                            for run in runs]])
+def look_at_losses(runs: list, accelerator, epoch: int, step: int, stop: bool) -> tuple[bool, list[float]]:
+    """One host sync: mark runs whose running loss is non-finite on any process. Returns whether any process must
+    stop, and each run's running mean loss over the epoch so far (all processes), which the progress shows."""
+    device = accelerator.device
+    values = torch.stack([torch.as_tensor(float(stop), device=device),
+                          *[torch.as_tensor(run.loss_sum, device=device, dtype=torch.float32) for run in runs],
+                          *[torch.as_tensor(float(run.samples), device=device) for run in runs]])
     if accelerator.num_processes > 1:  # every process stops or diverges at the same step
         values = accelerator.reduce(values, "sum")
     values = values.tolist()
-    for run, loss_sum in zip(runs, values[1:]):
+    loss_sums, samples = values[1:len(runs) + 1], values[len(runs) + 1:]
+    for run, loss_sum in zip(runs, loss_sums):
         if not math.isfinite(loss_sum):
             run.diverged_at = f"non-finite training loss at epoch {epoch} (seen at step {step})"
-    return values[0] > 0
+    return values[0] > 0, [loss_sum / count if count else math.nan for loss_sum, count in zip(loss_sums, samples)]
+
+
+# What a user sees while an epoch trains. On a terminal, a tqdm bar. Where the output is a file (grid.py's
+# .grid/output/*.log, a Slurm task's output) a bar's carriage-return frames would fill it, so instead one line each
+# tenth of the epoch, and at least once a minute when a tenth takes longer.
+PROGRESS_LINES_PER_EPOCH = 10
+PROGRESS_AT_LEAST_EVERY_S = 60.0
+
+
+class EpochProgress:
+    """Progress of one training epoch: steps, images/s and the running loss, as of the last look at the losses
+    (look_at_losses, every CHECK_EVERY steps): showing it adds no host sync. `shown`: on the main process only."""
+
+    def __init__(self, epoch: int, start_step: int, last: int, shown: bool, terminal: bool | None = None):
+        self.epoch, self.last = epoch, last
+        terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.bar = tqdm(total=last, initial=start_step, desc=f"epoch {epoch} train", unit="step", leave=False,
+                        dynamic_ncols=True) if shown and terminal else None
+        self.lines = shown and not terminal
+        self.every = max(1, math.ceil(last / PROGRESS_LINES_PER_EPOCH))
+        self.started = self.printed = time.perf_counter()
+        self.images, self.losses = 0, []
+
+    def looked(self, losses: list[float]) -> None:
+        """The running mean loss of each run still training, as a look at the losses fetched it."""
+        self.losses = losses
+
+    def step(self, step: int, images: int) -> None:
+        self.images += images
+        now = time.perf_counter()
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.rate(now):.0f} img/s, loss {self.loss_text()}", refresh=False)
+            self.bar.update(1)
+        elif self.lines and (step % self.every == 0 or step == self.last
+                             or now - self.printed >= PROGRESS_AT_LEAST_EVERY_S):
+            self.printed = now
+            print(f"epoch {self.epoch} train: step {step}/{self.last} ({step / self.last:.0%}), "
+                  f"{self.rate(now):.0f} img/s, loss {self.loss_text()}, {now - self.started:.0f} s", flush=True)
+
+    def rate(self, now: float) -> float:
+        return self.images / max(now - self.started, 1e-9)
+
+    def loss_text(self) -> str:
+        """One run's running loss; a pack's lowest and highest; '-' before the first look."""
+        finite = [loss for loss in self.losses if math.isfinite(loss)]
+        if not finite:
+            return "-"
+        low, high = min(finite), max(finite)
+        return f"{low:.4f}" if len(finite) == 1 else f"{low:.4f}..{high:.4f} ({len(finite)} runs)"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def sum_over_processes(accelerator, values: dict) -> dict:
