@@ -87,6 +87,9 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
         notes.append(f"trained from random initialisation (weights_loaded random), so ImageNet top-1 does not "
                      f"describe them; drawn hollow in the figures and marked random_init in the tables: "
                      f"{', '.join(untrained)}")
+    for dataset in sorted({r.dataset for r in runs if r.papers_split is False}):
+        splits = sorted({r.split_description for r in runs if r.dataset == dataset and r.papers_split is False})
+        notes.append(f"{dataset}: NOT the paper's split, so not the paper's experiment: {'; '.join(splits)}")
     from_file = sorted({r.model for r in runs if str(r.weights_loaded).startswith("file:")})
     if from_file:
         notes.append(f"fine-tuned from weights files, whose ImageNet top-1 may differ from the one used here: "

@@ -57,6 +57,8 @@ class Run:
     stopped_by_halving: bool = False  # paused for good: successive halving (grid.py run --halving) did not select it
     top1_reference: str | None = None  # the record's model.top1_source: where its imagenet_top1 comes from
     git_commit: str | None = None      # the toolkit's commit that trained it
+    papers_split: bool | None = None   # the record's dataset.papers_split (None: a split file given, not known)
+    split_description: str | None = None  # how the split was made, e.g. "the paper's method on 300 of 27,000 images"
 
     @property
     def random_init(self) -> bool:
@@ -164,6 +166,8 @@ def _run(path: Path, raw: dict) -> Run:
                imagenet_top1=choice.finite(model.get("imagenet_top1")), params=choice.finite(model.get("params")),
                lp_ft_phase=config.get("lp_ft_phase"), top1_reference=_optional_text(model.get("top1_source")),
                git_commit=_optional_text(raw.get("git_commit")),
+               papers_split=dataset.get("papers_split"),
+               split_description=_optional_text(dataset.get("split_description")),
                stopped_by_halving=status == runrecord.PAUSED and halving is not None and not halving["selected"],
                weights_loaded=model.get("weights_loaded"), error=error if isinstance(error, str) else None,
                diverged_epoch=diverged_epoch if isinstance(diverged_epoch, int) else None)

@@ -13,7 +13,7 @@ complete, diverged (a non-finite loss or output; trains no more), failed (an err
 Metrics are stored under metric_key(split, metric), e.g. "val_qwk", in each history entry and in best.metrics.
 
 Records written by every earlier version of this schema (SCHEMA_VERSION 1) read unchanged: fields added since are
-optional (`data_fingerprint`, `slurm`, `stopped_at`).
+optional (`data_fingerprint`, `papers_method_on`, `slurm`, `stopped_at`).
 """
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ class DatasetBlock(TypedDict, total=False):
     split_method: str | None
     split_seed: int | None
     papers_split: bool | None
+    papers_method_on: dict[str, Any] | None  # the paper's rule on other data: {images, published, counted, differences}
     split_description: str
     split_sizes: dict[str, int]
     data_fingerprint: dict[str, int]  # {"images": count, "bytes": total size} of the files read

@@ -51,6 +51,24 @@ class IncompatibleDatasetsError(errors.UsageError, ValueError):
 
 
 @dataclass(frozen=True)
+class Published:
+    """The data the paper's split was made from, as published: how many labelled images the complete download holds
+    (as this toolkit's loader counts them), how many of each class where that is known, and, for a dataset whose
+    split depends on which files a copy holds, each of those files with the images or rows it lists (the loader
+    counts the same in Samples.options["files"]). A copy that differs is split by the paper's rule, but is not the
+    paper's split (data/split_methods.py: coverage)."""
+    images: int                             # the files' total where there are `files`
+    classes: tuple[int, ...] = ()           # images per class, in label order (empty: not checked per class)
+    files: tuple[tuple[str, int], ...] = ()  # (file relative to the root, images or rows it lists)
+    counted: str = "images"                 # what `images` and `files` count, for messages
+    source: str = ""                        # where the numbers come from
+
+    def __post_init__(self) -> None:
+        assert not self.files or self.images == sum(count for _, count in self.files), self
+        assert not self.classes or self.images == sum(self.classes), self
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     task: str                      # "multiclass" | "ordinal" | "binary" | "multilabel"
@@ -69,6 +87,7 @@ class DatasetSpec:
     step_milestones: tuple[int, ...] = (15, 20, 25)  # epochs at which the step schedule multiplies lr by 0.1
     img_size: int | None = None    # the dataset's own default input size, if it overrides the model's
     extra_splits: tuple[str, ...] = ()  # also evaluated every epoch and shown beside the reported split
+    published: Published | None = None  # the data the paper's split covers (None: the paper did not use it)
 
     @property
     def official_splits(self) -> bool:
@@ -88,13 +107,25 @@ EUROSAT_CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "I
                    "PermanentCrop", "Residential", "River", "SeaLake")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
+# CCT-20's split is its five annotation files: the images each lists (the empty ones included, which the loader
+# leaves out), as Beery et al., "Recognition in Terra Incognita" (ECCV 2018) give them: 57,864 in all.
+CCT20_PUBLISHED = Published(57864, files=tuple(
+    (f"eccv_18_annotation_files/{name}_annotations.json", count) for name, count in (
+        ("train", 13553), ("cis_val", 3484), ("cis_test", 15827), ("trans_val", 1725), ("trans_test", 23275))),
+    source="Beery et al., ECCV 2018: the ECCV'18 annotation files")
+# Melanoma's split draws from the tfrecord folds of the two 512x512 re-packagings, ISIC 2020's 33,126 training
+# images and ISIC 2019's 25,331: the rows of their train.csv, duplicates (tfrecord -1, left out) included.
+MELANOMA_PUBLISHED = Published(58457, files=(("melanoma-2020/train.csv", 33126), ("melanoma-2019/train.csv", 25331)),
+                               counted="rows", source="ISIC 2020 and 2019 training sets, re-packaged at 512x512")
+
 REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
     DatasetSpec("cct20", "multiclass", 15, None, "accuracy",
                 ("train", "cis_val", "cis_test", "trans_val", "trans_test"), "cis_val", "cis_test",
-                hflip=True, vflip=False, paper_split="official",
+                hflip=True, vflip=False, paper_split="official", published=CCT20_PUBLISHED,
                 source="LILA BC, Caltech Camera Traps, ECCV'18 subset (eccv_18_annotations + eccv_18_all_images_sm)"),
     DatasetSpec("aptos", "ordinal", 5, APTOS_GRADES, "qwk", ("train", "val"), "val", None,
-                hflip=True, vflip=False, paper_split="paper",
+                hflip=True, vflip=False, paper_split="paper", published=Published(
+                    3662, (1805, 370, 999, 193, 295), source="the competition's train.csv"),
                 source="Kaggle competition aptos2019-blindness-detection"),
     # the 2015 competition grades retinas on the same 0-4 scale as APTOS 2019; the top APTOS solutions trained on
     # both (App. F). Not one of the paper's six datasets, so it has no paper split.
@@ -106,19 +137,25 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
     # split generalize well to the smaller test-validation split" (section 4.3); test_val is shown beside it.
     DatasetSpec("hpa", "multilabel", 28, HPA_LOCATIONS, "macro_f1", ("train", "val", "test_val"), "val", None,
                 hflip=True, vflip=True, paper_split="import", extra_splits=("test_val",),
+                published=Published(31072, source="the competition's train.csv, which the published split file covers"),
                 source="Kaggle competition human-protein-atlas-image-classification"),
     DatasetSpec("melanoma", "binary", 2, ("benign", "malignant"), "roc_auc", ("train", "val"), "val", None,
                 hflip=True, vflip=True, paper_split="paper", epochs=10, step_milestones=(5,),
+                published=MELANOMA_PUBLISHED,
                 source="Kaggle competition siim-isic-melanoma-classification (2020) and the 512x512 re-packagings "
                        "of ISIC 2020 and 2019 on Kaggle datasets"),
     DatasetSpec("cassava", "multiclass", 5, CASSAVA_DISEASES, "accuracy", ("train", "val"), "val", None,
-                hflip=True, vflip=True, paper_split="paper",
+                hflip=True, vflip=True, paper_split="paper", published=Published(
+                    21397, (1087, 2189, 2386, 13158, 2577), source="the competition's train.csv"),
                 source="Kaggle competition cassava-leaf-disease-classification"),
     DatasetSpec("eurosat", "multiclass", 10, EUROSAT_CLASSES, "accuracy", ("train", "val"), "val", None,
-                hflip=False, vflip=False, paper_split="paper", img_size=224,
+                hflip=False, vflip=False, paper_split="paper", img_size=224, published=Published(
+                    27000, (3000, 3000, 3000, 2500, 2500, 2000, 2500, 3000, 2500, 3000),
+                    source="EuroSAT RGB (Helber et al.): 2,000 to 3,000 images per class"),
                 source="EuroSAT RGB (Helber et al.), also torchvision.datasets.EuroSAT"),
     DatasetSpec("cifar10", "multiclass", 10, CIFAR10_CLASSES, "accuracy", ("train", "val"), "val", None,
-                hflip=True, vflip=False, paper_split="official",
+                hflip=True, vflip=False, paper_split="official", published=Published(
+                    60000, (6000,) * 10, source="50,000 training and 10,000 test images, 6,000 per class"),
                 source="torchvision.datasets.CIFAR10 (the official test batch is the val split)"),
     DatasetSpec("digits", "multiclass", 10, tuple(str(d) for d in range(10)), "accuracy", ("train", "val"), "val",
                 None, hflip=False, vflip=False, paper_split="none", img_size=32,
@@ -256,6 +293,6 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> S
     return module.load(spec, root, **options)
 
 
-__all__ = ["REGISTRY", "REAL_WORLD", "DatasetSpec", "Samples", "DatasetError", "IncompatibleDatasetsError",
+__all__ = ["REGISTRY", "REAL_WORLD", "DatasetSpec", "Published", "Samples", "DatasetError", "IncompatibleDatasetsError",
            "BadImageError",
            "open_dataset", "get_spec", "default_root", "describe", "concatenate", "problem_list"]

@@ -4,7 +4,8 @@ Layout: `eccv_18_annotation_files/<split>_annotations.json` for the five officia
 cis_test, trans_val, trans_test; COCO format: images, annotations, categories) and
 `eccv_18_all_images_sm/<image id>.jpg`. Every image of the five files is one sample, its official split the
 file it came from. Images annotated "empty" (category 30) are excluded and counted in `options["excluded"]`;
-the classes are the remaining category ids that occur, sorted by id.
+the classes are the remaining category ids that occur, sorted by id. `options["files"]` holds how many images each
+annotation file lists (the paper's split is these files: data.Published).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def load(spec: DatasetSpec, root: Path) -> Samples:
     problems: list[str] = []
     category_names: dict[int, str] = {}
     ids, categories, splits, places, locations = [], [], [], [], []
-    files_read = []
+    files_read, listed_per_file = [], {}
     for split in spec.splits:  # the registry's split names are the five annotation files
         path = root / "eccv_18_annotation_files" / f"{split}_annotations.json"
         coco = load_json(path, problems)
@@ -37,6 +38,7 @@ def load(spec: DatasetSpec, root: Path) -> Samples:
             problems.append(f"{path}: not a COCO annotation file (needs keys images, annotations, categories)")
             continue
         files_read.append(split)
+        listed_per_file[str(path.relative_to(root))] = len(coco["images"])
         read_categories(path, coco["categories"], category_names, problems)
         image_categories = read_annotations(path, coco["annotations"], problems)
         listed = set()
@@ -87,7 +89,8 @@ def load(spec: DatasetSpec, root: Path) -> Samples:
     return Samples(spec=spec, root=root, ids=ids, labels=labels,
                    class_names=tuple(category_names[category] for category in class_ids), image_files=files,
                    official_split=splits[keep], columns=columns,
-                   options={"excluded": {EMPTY: int(np.sum(~keep))}, "category_ids": class_ids})
+                   options={"excluded": {EMPTY: int(np.sum(~keep))}, "category_ids": class_ids,
+                            "files": listed_per_file})
 
 
 def read_categories(path: Path, entries: Any, names: dict[int, str], problems: list[str]) -> None:

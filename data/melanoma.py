@@ -5,6 +5,7 @@ Two layouts are read. The paper's: the 512x512 re-packagings on Kaggle datasets,
 patient_id, ...) and `train/<image_name>.jpg`; rows with tfrecord -1 are duplicate images and are excluded
 (counted in `options["excluded"]`). The `tfrecord` folds are patient-isolated and drive the paper's split.
 Otherwise the official 2020 download: `train.csv` and `jpeg/train/<image_name>.jpg`, without folds.
+`options["files"]` holds each train.csv read and its rows (the paper's split is the two re-packagings: data.Published).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def load(spec: DatasetSpec, root: Path, years: Sequence[str] | None = None) -> S
     years = choose_years(root, years, repackaged)
     problems: list[str] = []
     kept: list[Kept] = []
-    excluded = 0
+    excluded, rows_per_file = 0, {}
     for year in years:
         folder = root / f"melanoma-{year}" if repackaged else root
         image_dir = folder / "train" if repackaged else root / "jpeg" / "train"
@@ -48,6 +49,7 @@ def load(spec: DatasetSpec, root: Path, years: Sequence[str] | None = None) -> S
             continue
         rows = read_rows(folder / "train.csv", "image_name", ["target", "tfrecord"] if repackaged else ["target"],
                          problems)
+        rows_per_file[str((folder / "train.csv").relative_to(root))] = len(rows)
         year_kept = []
         for row in rows:
             target = parse_int(row, "target", 0, 1, problems)
@@ -69,7 +71,7 @@ def load(spec: DatasetSpec, root: Path, years: Sequence[str] | None = None) -> S
     if repackaged:
         columns["tfrecord"] = np.array([k.fold for k in kept], dtype=np.int64)
     options = {"layout": "repackaged" if repackaged else "official", "years": list(years),
-               "excluded": {DUPLICATE: excluded} if repackaged else {}}
+               "excluded": {DUPLICATE: excluded} if repackaged else {}, "files": rows_per_file}
     return Samples(spec=spec, root=root, ids=[k.row.id for k in kept],
                    labels=np.array([k.target for k in kept], dtype=np.int64),
                    class_names=spec.class_names, image_files=[(k.file,) for k in kept],

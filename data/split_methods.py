@@ -1,7 +1,9 @@
 """Making a split: the split name of every sample, by the paper's rules, the source's official files, or stratified.
 
 Methods:
-  paper       the published experiments' splits, exactly. APTOS and Cassava: NumPy's legacy RNG seeded with 414,
+  paper       the published experiments' splits, exactly, when the data is the published data (data.Published;
+              `coverage`): on fewer or other images the same rule makes "the paper's method on N of M images", which
+              is recorded as not the paper's split. APTOS and Cassava: NumPy's legacy RNG seeded with 414,
               then per class in increasing label order `choice(rows of the class in CSV order, int(0.2 * n))`
               without replacement is validation. EuroSAT: the same with seed 42 over ImageFolder's order.
               Melanoma: seed 23, then per year (2020, 2019) `choice(folds, int(0.8 * n_folds))` of the distinct
@@ -17,6 +19,7 @@ Used by splits.py, which writes, reads and resolves split files.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -65,11 +68,65 @@ def method_seed(spec: DatasetSpec, method: str, seed: int | None) -> int | None:
     return STRATIFIED_SEED if seed is None else seed
 
 
-def is_papers_split(spec: DatasetSpec, method: str, seed: int | None) -> bool:
-    """Whether `method` with `seed` (None: the method's own) makes exactly the split the paper used."""
+def is_papers_rule(spec: DatasetSpec, method: str, seed: int | None) -> bool:
+    """Whether `method` with `seed` (None: the method's own) is the rule the paper split this dataset by."""
     if method == "official":
         return spec.paper_split == "official"
     return method == "paper" and spec.paper_split == "paper" and seed in (None, PAPER_SEEDS.get(spec.name))
+
+
+def is_papers_split(samples: Samples, method: str, seed: int | None) -> bool:
+    """Whether `method` with `seed` makes exactly the split the paper used: the paper's rule, on the published data
+    (a partial or other copy split by the same rule is "the paper's method on N of M images", not its split)."""
+    covered = coverage(samples)
+    return is_papers_rule(samples.spec, method, seed) and (covered is None or covered.complete)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """A copy of a dataset against the published data the paper split (data.Published), by count."""
+    images: int                    # this copy's, counted as the published data is (images, or the files' rows)
+    published: int
+    counted: str                   # "images" or "rows"
+    differences: tuple[str, ...]   # what differs; none: the published data
+
+    @property
+    def complete(self) -> bool:
+        return not self.differences
+
+    def text(self) -> str:
+        return f"{self.images:,} of {self.published:,} {self.counted}"
+
+    def to_record(self) -> dict:
+        return {"images": self.images, "published": self.published, "counted": self.counted,
+                "differences": list(self.differences)}
+
+
+def coverage(samples: Samples) -> Coverage | None:
+    """This copy against the data the paper's split was made from: the count of labelled images, of each class where
+    the registry knows them, and of each file the split depends on (CCT-20's annotation files, Melanoma's two
+    re-packagings); None for a dataset the paper did not use. Equal counts are taken as the published data (the
+    run record's data fingerprint tells copies apart)."""
+    published = samples.spec.published
+    if published is None:
+        return None
+    differences = []
+    if published.files:
+        found = samples.options.get("files", {})
+        images = sum(found.get(name, 0) for name, _ in published.files)
+        differences += [f"{name}: {found.get(name, 0):,} of {count:,} {published.counted}"
+                        + ("" if name in found else " (missing)")
+                        for name, count in published.files if found.get(name, 0) != count]
+    else:
+        images = len(samples)
+        if images != published.images:
+            differences.append(f"{images:,} of {published.images:,} images")
+        if published.classes and samples.labels.ndim == 1:
+            counts = samples.class_counts()
+            differences += [f"class '{name}': {int(have):,} of {count:,}"
+                            for name, have, count in zip(samples.class_names, counts, published.classes)
+                            if have != count]
+    return Coverage(images, published.images, published.counted, tuple(differences))
 
 
 def paper_split_file_needed(samples: Samples) -> PaperSplitFileNeeded:

@@ -12,7 +12,8 @@ split.stratified.small.0.csv from the authors' repository: without it, splits.py
 get it and how to import it (--from); --method stratified proceeds without it, labelled as not the paper's split.
 
 `resolve(samples, split_file, method, seed)` returns a ResolvedSplit: the sample indices of every split, the split
-file's path and SHA-256, and how it was made (method, seed, whether it is the paper's split); `resolve_split`
+file's path and SHA-256, and how it was made (method, seed, whether it is the paper's split: the paper's rule on the
+published data, data.Published; on other data, "the paper's method on N of M images"); `resolve_split`
 returns only the first three. For a final model, `train_on_all` merges the selection split into training, and
 `with_extra_training` adds the samples of a second dataset appended by data.concatenate. `split_dataset` is what
 splits.py does.
@@ -42,7 +43,9 @@ from data.split_methods import (
     PAPER_SPLIT_FILES,
     PaperSplitFileNeeded,
     SplitMethodError,
+    coverage,
     default_method,
+    is_papers_rule,
     is_papers_split,
     make_split,
     method_seed,
@@ -64,13 +67,18 @@ class ResolvedSplit:
     seed: int | None
     papers: bool | None             # whether it is the paper's split; None for a given file (not known)
     description: str                # e.g. "method 'stratified', seed 0 (NOT the paper's split, ...)"
+    papers_method_on: dict | None = None  # the paper's rule on other data than the published: Coverage.to_record()
 
 
-def describe_method(spec: DatasetSpec, method: str, seed: int | None) -> str:
-    """How a split was made, saying whether it is the paper's split."""
+def describe_method(samples: Samples, method: str, seed: int | None) -> str:
+    """How a split was made, saying whether it is the paper's split, or the paper's method on other data."""
+    spec = samples.spec
     text = f"method '{method}'" + ("" if seed is None else f", seed {seed}")
-    if is_papers_split(spec, method, seed):
-        return text + " (the paper's split)"
+    if is_papers_rule(spec, method, seed):
+        covered = coverage(samples)
+        if covered is None or covered.complete:
+            return text + " (the paper's split)"
+        return text + f" (the paper's method on {covered.text()}, NOT the paper's split)"
     if spec.paper_split == "none":
         return text + f" (the paper did not use {spec.name})"
     if spec.name in PAPER_SPLIT_FILES:
@@ -105,7 +113,25 @@ def resolve(samples: Samples, split_file: str | Path | None = None, method: str 
     path = default_split_path(samples.name, method, seed, out_dir)
     sha = write_or_check(path, render_split_file(samples, assignment), _remake_command(samples, method, seed))
     return ResolvedSplit(split_indices(assignment, samples.spec), path, sha, method, seed,
-                         is_papers_split(samples.spec, method, seed), describe_method(samples.spec, method, seed))
+                         is_papers_split(samples, method, seed), describe_method(samples, method, seed),
+                         papers_method_on(samples, method, seed))
+
+
+def papers_method_on(samples: Samples, method: str, seed: int | None) -> dict | None:
+    """For the record: how the data differs from the published data when the paper's rule split other data."""
+    covered = coverage(samples) if is_papers_rule(samples.spec, method, seed) else None
+    return None if covered is None or covered.complete else covered.to_record()
+
+
+def differences_text(samples: Samples, method: str, seed: int | None, shown: int = 5) -> str | None:
+    """What splits.py prints when the paper's rule split other data than the published: how this copy differs."""
+    found = papers_method_on(samples, method, seed)
+    if found is None:
+        return None
+    listed = found["differences"]
+    more = f"; and {len(listed) - shown} more" if len(listed) > shown else ""
+    return (f"this copy is not the data the paper split ({samples.spec.published.source}): "
+            + "; ".join(listed[:shown]) + more)
 
 
 def resolve_split(samples: Samples, split_file: str | Path | None = None, method: str | None = None,
@@ -169,9 +195,10 @@ def split_dataset(dataset: str, root: Path | None, method: str | None, seed: int
         method = method or default_method(spec)
         assignment = make_split(samples, method, seed)
         seed = method_seed(spec, method, seed)
-        described = describe_method(spec, method, seed)
+        described = describe_method(samples, method, seed)
         out = out or default_split_path(spec.name, method, seed)
         remake = _remake_command(samples, method, seed)
     sha = write_or_check(out, render_split_file(samples, assignment), remake)
-    return "\n".join([describe(samples), f"split: {described}", f"split file {out}  sha256 {sha}",
-                      count_table(samples, assignment)])
+    differences = None if from_file is not None else differences_text(samples, method, seed)
+    return "\n".join([describe(samples), f"split: {described}", *([differences] if differences else []),
+                      f"split file {out}  sha256 {sha}", count_table(samples, assignment)])

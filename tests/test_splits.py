@@ -5,6 +5,7 @@ listing with NumPy's global legacy RNG, as the released code does, and compared 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from common.fileio import sha256_file
-from data import Samples, concatenate, get_spec, open_dataset
+from data import Published, Samples, concatenate, get_spec, open_dataset
 from data.splits import (
     PaperSplitFileNeeded,
     SplitFileError,
@@ -34,7 +35,7 @@ from data.splits import (
 )
 from data.synthetic import write_fixture
 
-from conftest import read_csv, write_csv
+from conftest import only_record, read_csv, train, write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,7 +97,9 @@ def test_aptos_paper_split_from_the_command_line(tmp_path):
 
     result = run_splits("aptos", "--root", str(root), "--method", "paper", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "split: method 'paper', seed 414 (the paper's split)" in result.stdout
+    # the paper's rule, on a copy that is not the published data: never called the paper's split
+    assert ("split: method 'paper', seed 414 (the paper's method on 35 of 3,662 images, NOT the paper's split)"
+            in result.stdout)
     written = tmp_path / "splits" / "aptos-paper-seed414.csv"
     assignment = split_of(written)
     assert ids_in(assignment, "val") == expected
@@ -314,9 +317,22 @@ def test_hpa_stratified_split_proceeds_labelled_as_not_the_papers(hpa, tmp_path)
 
 
 def test_resolve_says_whether_a_split_is_the_papers(tmp_path):
-    aptos = open_dataset("aptos", write_fixture("aptos", tmp_path / "aptos", per_class=5))
+    fixture = open_dataset("aptos", write_fixture("aptos", tmp_path / "aptos", per_class=5))
+    # the published APTOS were these 25 images: the paper's rule on them is the paper's split
+    aptos = dataclasses.replace(fixture, spec=dataclasses.replace(fixture.spec, published=Published(25, (5,) * 5)))
     paper = resolve(aptos, out_dir=tmp_path / "splits")
-    assert (paper.method, paper.seed, paper.papers) == ("paper", 414, True)
+    assert (paper.method, paper.seed, paper.papers, paper.papers_method_on) == ("paper", 414, True, None)
+    assert paper.description == "method 'paper', seed 414 (the paper's split)"
+    # as many images, other classes: other data, split by the paper's rule
+    other = dataclasses.replace(aptos.spec, published=Published(25, (9, 4, 4, 4, 4)))
+    assert resolve(dataclasses.replace(aptos, spec=other), out_dir=tmp_path / "other").papers_method_on == {
+        "images": 25, "published": 25, "counted": "images",
+        "differences": ["class 'No DR': 5 of 9", "class 'Mild': 5 of 4", "class 'Moderate': 5 of 4",
+                        "class 'Severe': 5 of 4", "class 'Proliferative DR': 5 of 4"]}
+    partial = resolve(fixture, out_dir=tmp_path / "splits")  # the fixture against the real APTOS: same split file
+    assert (partial.papers, partial.sha256) == (False, paper.sha256)
+    assert partial.papers_method_on["differences"][0] == "25 of 3,662 images"
+    assert "the paper's method on 25 of 3,662 images, NOT the paper's split" in partial.description
     with pytest.warns(UserWarning):
         assert resolve(aptos, method="paper", seed=1, out_dir=tmp_path / "splits").papers is False
     assert resolve(aptos, method="stratified", out_dir=tmp_path / "splits").papers is False
@@ -324,6 +340,31 @@ def test_resolve_says_whether_a_split_is_the_papers(tmp_path):
     assert (given.method, given.papers, given.sha256) == (None, None, paper.sha256)
     digits = resolve(open_dataset("digits"), out_dir=tmp_path / "splits")
     assert digits.papers is False and "the paper did not use digits" in digits.description
+
+
+def test_the_papers_method_on_a_partial_copy_is_recorded_and_reported_as_not_the_papers_split(tmp_path):
+    """Issue 20.1: 50 of EuroSAT's 27,000 images split by the paper's rule: splits.py, train.py's record and
+    analyze.py's report all say so, never "the paper's split"."""
+    root = write_fixture("eurosat", tmp_path / "eurosat", per_class=5)
+    printed = run_splits("eurosat", "--root", str(root), "--method", "paper", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    described = "method 'paper', seed 42 (the paper's method on 50 of 27,000 images, NOT the paper's split)"
+    assert printed.stdout.splitlines()[1] == f"split: {described}"
+    assert printed.stdout.splitlines()[2].startswith("this copy is not the data the paper split (EuroSAT RGB")
+    assert "class 'Highway': 5 of 2,500; and 6 more" in printed.stdout and "(the paper's split)" not in printed.stdout
+
+    train(["--dataset", "eurosat", "--root", str(root), "--model", "resnet18", "--weights", "random", "--epochs", "1",
+           "--batch-size", "8", "--img-size", "16", "--workers", "0", "--split-method", "paper"], tmp_path)
+    record = only_record(tmp_path / "runs")["dataset"]
+    assert (record["papers_split"], record["split_description"]) == (False, described)
+    assert record["papers_method_on"]["images"] == 50 and record["papers_method_on"]["published"] == 27000
+    assert record["papers_method_on"]["differences"][:2] == ["50 of 27,000 images", "class 'AnnualCrop': 5 of 3,000"]
+
+    analyzed = subprocess.run([sys.executable, str(REPO / "analyze.py"), "runs", "--n-boot", "50"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert analyzed.returncode == 0, analyzed.stderr
+    report = (tmp_path / "reports" / "report.md").read_text()
+    assert f"eurosat: NOT the paper's split, so not the paper's experiment: {described}" in report
 
 
 def test_train_on_all_and_extra_training_data(tmp_path):

@@ -22,7 +22,7 @@ def dataset_block(inputs: Inputs, fingerprint: dict[str, int]) -> runrecord.Data
             "extra_splits": [s for s in spec.extra_splits if s in inputs.eval_splits],
             "split_file": str(inputs.split_path), "split_sha256": inputs.split_sha256,
             "split_method": split.method, "split_seed": split.seed, "papers_split": split.papers,
-            "split_description": split.description,
+            "papers_method_on": split.papers_method_on, "split_description": split.description,
             "split_sizes": {name: int(len(rows)) for name, rows in inputs.split_indices.items()},
             "data_fingerprint": fingerprint, "excluded": samples.options.get("excluded", {}),
             "combined_with": samples.options.get("concatenated")}
