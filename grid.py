@@ -71,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", help="comma-separated GPU ids to run on, e.g. 0,1,2,3 (when not given: --slots)")
     p.add_argument("--slots", type=cli.positive_int, default=1,
                    help="runs at a time without --gpus, on the environment's devices")
-    p.add_argument("--gpus-per-run", type=cli.positive_int, default=1,
-                   help="processes (GPUs) per run: accelerate launch "
-                                                               "--multi_gpu --num_processes N when above 1")
+    p.add_argument("--gpus-per-run", type=cli.count, default=1,
+                   help="GPUs (processes) per run: accelerate launch --multi_gpu --num_processes N when above 1; 0: "
+                        "one process on the CPU, with the GPUs hidden (CUDA_VISIBLE_DEVICES empty)")
     p.add_argument("--pack", type=pack_setting, default="auto", help="configurations per train.py process: a number, "
                    "or 'auto' (on GPUs as many as the input path can feed and the memory holds; 1 without --gpus)")
     p.add_argument("--halving", type=halving_factor, help="successive halving with this factor (e.g. 3: all "
@@ -85,10 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("slurm", help="print a Slurm job-array script for the pending runs", **options)
     p.add_argument("--partition", help="Slurm partition (when not given: the cluster's default)")
-    p.add_argument("--gpus-per-run", type=cli.count, default=1,
-                   help="GPUs per array task (--gres=gpu:N); 0 for CPU jobs")
-    p.add_argument("--cpus-per-run", type=cli.positive_int, default=8,
-                   help="CPU cores per array task (data-loading workers)")
+    p.add_argument("--gpus-per-run", type=cli.count, help="GPUs per array task (--gres=gpu:N; 0 for CPU tasks); when "
+                   "not given: 1 on a partition whose nodes have GPUs (sinfo), else 0")
+    p.add_argument("--cpus-per-run", type=cli.positive_int, help="CPU cores per array task (data-loading workers); "
+                   "when not given: 8, or as many as the partition's nodes have when fewer")
+    p.add_argument("--mem", help="memory per array task, in Slurm's syntax (e.g. 64G); when not given: the "
+                                 "partition's default")
     p.add_argument("--max-parallel", type=cli.positive_int, default=64, help="array tasks running at once (%%M)")
     p.add_argument("--max-array-size", type=cli.positive_int, default=1001, help="the most array tasks the cluster "
                    "accepts (its MaxArraySize); with more packs, each task runs several one after another")
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.retries, args.stale_after, args.throughput)
     if args.command == "slurm":
         return write_script(args.manifest, partition=args.partition, gpus_per_run=args.gpus_per_run,
-                            cpus_per_run=args.cpus_per_run, max_parallel=args.max_parallel,
+                            cpus_per_run=args.cpus_per_run, memory=args.mem, max_parallel=args.max_parallel,
                             max_array_size=args.max_array_size, time_limit=args.time, pack=args.pack,
                             gpu_memory=args.gpu_memory, throughput=args.throughput, job_name=args.job_name,
                             logs=args.logs, extra=args.sbatch_option, stale_after=args.stale_after)

@@ -62,6 +62,7 @@ class Slot:
     name: str
     gpus: list[str]          # CUDA_VISIBLE_DEVICES of this slot; empty: leave the environment's devices alone
     processes: int = 1       # > 1: accelerate launch --multi_gpu --num_processes N
+    cpu_only: bool = False   # --gpus-per-run 0: the GPUs hidden (CUDA_VISIBLE_DEVICES empty)
 
 
 @dataclass
@@ -75,6 +76,10 @@ class Launch:
 
 
 def make_slots(gpus: str | None, slots: int, gpus_per_run: int) -> list[Slot]:
+    if gpus_per_run == 0:  # CPU runs (a Slurm CPU task, or a GPU machine's CPUs on purpose)
+        if gpus:
+            raise errors.UsageError(f"--gpus {gpus} with --gpus-per-run 0: give --slots N for runs on the CPU")
+        return [Slot(f"cpu slot {i}", [], 1, cpu_only=True) for i in range(slots)]
     if gpus:
         ids = [g.strip() for g in gpus.split(",") if g.strip()]
         if len(ids) < gpus_per_run or len(ids) % gpus_per_run:
@@ -248,7 +253,7 @@ class Runner:
         first = launch.entries[0]
         argv = command(launch.slot, pack_argv(launch.entries, launch.until_epoch))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if launch.slot.gpus:
+        if launch.slot.gpus or launch.slot.cpu_only:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(launch.slot.gpus)
         env.setdefault("OMP_NUM_THREADS", str(max(1, cli.usable_cores() // len(self.slots))))
         name = first.run_id + (f"+{len(launch.entries) - 1}" if len(launch.entries) > 1 else "")

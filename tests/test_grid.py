@@ -36,7 +36,6 @@ from sweep.state import (
 from training.config import plan_runs
 
 from conftest import REPO
-from slurm_local import MAX_ARRAY_SIZE, Unavailable, start_cluster
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 MODELS = ["mobilenet_v3_small", "shufflenet_v2_x0_5"]
@@ -155,7 +154,7 @@ def test_plan_writes_the_paper_grid_with_train_pys_run_ids(split_file, tmp_path,
         grid.main(["plan", "--datasets", "digits", "--models", "resnet18", "--epoch", "2"])
     capsys.readouterr()
     for argv, expected in ((["plan", "--datasets", "aptoss", "--models", "resnet18"], "invalid choice: 'aptoss'"),
-                           (["run", "--gpus-per-run", "0"], "'0' is not a whole number of 1 or more"),
+                           (["run", "--gpus-per-run", "-1"], "'-1' is not a whole number of 0 or more"),
                            (["run", "--slots", "0"], "'0' is not a whole number of 1 or more"),
                            (["run", "--retries", "-1"], "'-1' is not a whole number of 0 or more"),
                            (["slurm", "--max-parallel", "0"], "'0' is not a whole number of 1 or more"),
@@ -451,19 +450,32 @@ def test_status_time_left_is_shared_among_the_training_processes_not_the_packed_
 # --- slurm ---------------------------------------------------------------------------------------------------------
 
 def test_slurm_script_is_a_job_array_of_the_pending_runs(split_file, tmp_path, monkeypatch, capsys):
+    """Written where no Slurm can be asked (the request is then unchecked, and grid.py says so); the checks against
+    a cluster's nodes are in test_slurm_cluster.py."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "no-cluster.conf"))
     entries = plan_digits(split_file, MODELS, ["0.1", "0.01"], 2)
     capsys.readouterr()
     assert grid.main(["slurm", "--partition", "gpu", "--max-parallel", "3", "--time", "2-00:00:00",
                       "--sbatch-option=--account=abc"]) == 0
-    script = capsys.readouterr().out
+    script, message = capsys.readouterr()
+    assert "no-cluster.conf does not exist: the request (1 GPU(s), 8 CPU(s) per task) is not checked" in message
     for line in ("#SBATCH --array=0-3%3", "#SBATCH --requeue", "#SBATCH --signal=B:TERM@120",
                  "#SBATCH --time=2-00:00:00", "#SBATCH --partition=gpu", "#SBATCH --gres=gpu:1",
                  "#SBATCH --account=abc", f"#SBATCH --chdir={tmp_path}"):
         assert line in script.splitlines()
     assert all(e.run_id in script for e in entries)
+    assert " run --manifest " in script and " --gpus-per-run 1 --stale-after 600 " in script
     (tmp_path / "study.sbatch").write_text(script)
     assert subprocess.run(["bash", "-n", "study.sbatch"]).returncode == 0
+    # CPU tasks: no GPU asked of Slurm, and grid.py run is told 0 GPUs (it hides them from train.py)
+    assert grid.main(["slurm", "--gpus-per-run", "0", "--cpus-per-run", "2", "--mem", "8G"]) == 0
+    script = capsys.readouterr().out.splitlines()
+    assert "#SBATCH --cpus-per-task=2" in script and "#SBATCH --mem=8G" in script
+    assert not any("--gres" in line for line in script)
+    assert " --gpus-per-run 0 " in next(line for line in script if " run --manifest " in line)
+    with pytest.raises(errors.UsageError, match="--mem lots: not a Slurm memory size"):
+        grid.main(["slurm", "--mem", "lots"])
     assert grid.main(["slurm", "--pack", "2"]) == 0
     assert "#SBATCH --array=0-1%64" in capsys.readouterr().out  # 2 models x (1 pack of 2 learning rates)
     fileio.atomic_write_json(entries[0].record_path, {"run_id": entries[0].run_id, "status": "complete"})
@@ -483,93 +495,6 @@ def test_slurm_script_is_a_job_array_of_the_pending_runs(split_file, tmp_path, m
             "after another") in message
     tasks = [line.split("#")[0].strip().strip("'") for line in script.splitlines() if "  # task " in line]
     assert tasks == [f"{entries[1].run_id} | {entries[3].run_id}", entries[2].run_id]
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    try:
-        cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
-    except Unavailable as why:
-        pytest.skip(f"no local Slurm: {why}")
-    yield cluster
-    cluster.stop()
-
-
-def submit(slurm, cwd: Path, *options: str, check: bool = True) -> str | subprocess.CompletedProcess:
-    """grid.py slurm's script for CPU tasks, submitted: the job id (the sbatch result with check=False)."""
-    script = grid_py(["slurm", "--gpus-per-run", "0", "--cpus-per-run", "1", "--max-parallel", "2", "--time", "30:00",
-                      *options], cwd)
-    assert script.returncode == 0, script.stderr
-    (cwd / "study.sbatch").write_text(script.stdout)
-    submitted = slurm.run(["sbatch", "--parsable", "study.sbatch"], cwd=cwd, extra_env=ENV, check=check)
-    return submitted.stdout.strip().split(";")[0] if check else submitted
-
-
-def requeue_now(slurm, job: str, task: str) -> None:
-    """Send what Slurm sends before the time limit to one array task, wait for the task to requeue itself, and let
-    it start again at once instead of after Slurm's two-minute hold."""
-    # scancel may hear "job can not be altered now" once the signal has made the task requeue itself, and then
-    # retries for a minute: let it go, check the effect, and stop it
-    signaller = subprocess.Popen(["scancel", "--signal=TERM", "--batch", f"{job}_{task}"], env=slurm.env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: slurm.job_states(job).get(task) == "PENDING", 120, f"task {task} requeued by itself")
-    signaller.kill()
-    signaller.wait()
-    slurm.run(["scontrol", "update", f"JobId={job}_{task}", "StartTime=now"])
-
-
-def test_slurm_array_finishes_the_grid_and_requeued_tasks_resume(slurm, split_file, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    epochs = 4
-    entries = plan_digits(split_file, MODELS, ["0.1", "0.01"], epochs)
-    job = submit(slurm, tmp_path)
-    # task 0 gets what Slurm sends before the time limit (SIGTERM to the batch script): it requeues itself
-    wait_for(lambda: mid_run(entries[:1], epochs), 300, "array task 0 half-way")
-    # scancel may hear "job can not be altered now" once the signal has made the task requeue itself, and then
-    # retries for a minute: let it go, check the effect, and stop it before it could signal the requeued task
-    signaller = subprocess.Popen(["scancel", "--signal=TERM", "--batch", f"{job}_0"], env=slurm.env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # task 1 is cancelled outright: it stops with its state saved and stays cancelled until requeued by hand
-    wait_for(lambda: mid_run(entries[1:2], epochs), 300, "array task 1 half-way")
-    slurm.run(["scancel", f"{job}_1"])
-    wait_for(lambda: slurm.job_states(job).get("0") == "PENDING", 120, "task 0 requeued by itself")
-    signaller.kill()
-    signaller.wait()
-    wait_for(lambda: slurm.job_states(job).get("1") == "CANCELLED", 120, "task 1 cancelled")
-    slurm.run(["scontrol", "requeue", f"{job}_1"])
-    for task in ("0", "1"):  # skip Slurm's two-minute hold of a requeued task
-        slurm.run(["scontrol", "update", f"JobId={job}_{task}", "StartTime=now"])
-    wait_for(lambda: not slurm.run(["squeue", "-h", "-j", job], check=False).stdout.strip(), 400,
-             "the job array to end", 1)
-    for entry in entries:
-        starts = assert_trained_once(entry, epochs)
-        assert len(starts) == (2 if entry in entries[:2] else 1)
-    assert status_json(tmp_path)["totals"]["complete"] == 4
-    assert "no pending runs" in grid_py(["slurm"], tmp_path).stderr
-
-
-def test_an_array_beyond_slurms_max_array_size_runs_several_packs_per_task(slurm, split_file, tmp_path, monkeypatch):
-    """Six runs on a cluster whose MaxArraySize is 4: an array of six tasks is refused by sbatch; with
-    --max-array-size 4, tasks 0 and 1 each run two packs in turn, and task 0, stopped half-way through its first,
-    requeues itself and finishes both."""
-    monkeypatch.chdir(tmp_path)
-    epochs = 4
-    entries = plan_digits(split_file, MODELS, ["0.1", "0.03", "0.01"], epochs)
-    refused = submit(slurm, tmp_path, "--max-array-size", "6", check=False)
-    assert refused.returncode != 0 and "array" in refused.stderr.lower(), refused.stderr
-    job = submit(slurm, tmp_path, "--max-array-size", str(MAX_ARRAY_SIZE))
-    wait_for(lambda: mid_run(entries[:1], epochs), 300, "array task 0 half-way through its first pack")
-    requeue_now(slurm, job, "0")
-    wait_for(lambda: not slurm.run(["squeue", "-h", "-j", job], check=False).stdout.strip(), 400,
-             "the job array to end", 1)
-    for entry in entries:
-        starts = assert_trained_once(entry, epochs)
-        assert len(starts) == (2 if entry is entries[0] else 1)
-    # the packs dealt to task 0 (runs 0 and 4) and task 1 (runs 1 and 5) ran one after another in their task
-    output = {task: next((tmp_path / "slurm-logs").glob(f"grid-{job}_{task}.out")).read_text() for task in "0123"}
-    assert [output[task].count("time left:") for task in "0123"] == [3, 2, 1, 1]  # task 0: once more after requeue
-    assert f"task {job}_0: requeueing it to resume" in output["0"]
-    assert status_json(tmp_path)["totals"]["complete"] == 6
 
 
 # --- estimate ------------------------------------------------------------------------------------------------------
