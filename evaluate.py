@@ -5,11 +5,20 @@
     python evaluate.py --from-predictions runs/<run_id>              # no model, no GPU: from saved predictions
     python evaluate.py --dataset aptos --model resnet50 --weights my.safetensors --split val
     python evaluate.py runs/<run_id> --submission submission.csv --test-dir datasets/aptos/test_images
+    python evaluate.py --imagenet-val datasets/imagenet/val --model mobilenet_v2     # a model's ImageNet top-1
+    python evaluate.py --imagenet-val datasets/imagenet/val --model mine --models-file models.json \
+        --write-models-file models.json                                              # ... kept as its top-1
 
 Each scored model (and the ensemble) gets every metric of its task (metrics.TASK_METRICS) with an interval:
 Clopper-Pearson for accuracy, a seeded percentile bootstrap for the others. Thresholds (HPA) and cut points (an
 ordinal regression head) are fit on the selection split and applied unchanged to the others. An evaluation
 record (JSON) and per-sample predictions (.npz) are written atomically under --out.
+
+--imagenet-val DIR measures a model's ImageNet top-1 with its own evaluation transform, with a Clopper-Pearson
+interval, on ILSVRC2012's validation images: class folders (n01440764/*.JPEG), or the flat folder
+(ILSVRC2012_val_00000001.JPEG ...) labelled by the devkit's ILSVRC2012_validation_ground_truth.txt and meta.mat, or
+by Kaggle's LOC_val_solution.csv. It writes <out>/<name>/imagenet-val.json and prints the models-file entry that
+makes the number the model's top-1 (--write-models-file adds it to a file).
 """
 from __future__ import annotations
 
@@ -45,8 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name of this evaluation; derived from its inputs and settings when not given")
     g = p.add_argument_group("a model without a run record")
     g.add_argument("--dataset", default=None, choices=sorted(REGISTRY), help="dataset of --model")
-    g.add_argument("--model", default=None, help="model name (models.py) to evaluate with --weights")
-    g.add_argument("--weights", default=None, help="weights file (.safetensors/.pth) for --model")
+    g.add_argument("--model", default=None,
+                   help="model name (models.py, a --models-file's, timm's or torchvision's) to evaluate with "
+                        "--weights, or to measure with --imagenet-val")
+    g.add_argument("--models-file", default=None, help="JSON file of your own models (as train.py's --models-file)")
+    g.add_argument("--weights", default=None,
+                   help="weights file (.safetensors/.pth) for --model; with --imagenet-val 'imagenet' (the model's "
+                        "pretrained weights) when not given, or 'random', or a file of the whole network")
     g.add_argument("--head", default="classification", choices=["classification", "regression"], help="head of --model")
     g.add_argument("--img-size", type=int, default=None,
                    help="input size for --model; registry.input_size decides when not given")
@@ -65,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache", default="auto", choices=["auto", "off"],
                    help="read evaluation images from a prepared cache when one exists (cache.py)")
     g.add_argument("--cache-dir", default="cache", help="folder of prepared image caches")
+    g = p.add_argument_group("ImageNet top-1 of --model (instead of runs)")
+    g.add_argument("--imagenet-val", default=None,
+                   help="ImageNet's validation folder: class folders n01440764/..., or the flat "
+                        "ILSVRC2012_val_*.JPEG with the devkit's ground truth")
+    g.add_argument("--imagenet-devkit", default=None,
+                   help="folder holding ILSVRC2012_validation_ground_truth.txt and meta.mat (or LOC_val_solution.csv) "
+                        "for a flat folder; looked for beside it and in ILSVRC2012_devkit_t12/data when not given")
+    g.add_argument("--write-models-file", default=None,
+                   help="add the measured top-1, as the model's entry, to this models file (created if missing)")
     g = p.add_argument_group("Kaggle submission")
     g.add_argument("--submission", default=None,
                    help="write a submission CSV in the competition's format for --test-dir")
@@ -74,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     options = EvalOptions.from_args(build_parser().parse_args(argv))
-    from evaluation.command import evaluate  # torch: imported once the command line is parsed
+    if options.imagenet_val:
+        options.check_imagenet_val()
+        from evaluation.imagenet_top1 import measure  # torch: imported once the command line is parsed
+        return measure(options)
+    from evaluation.command import evaluate
     return evaluate(options)
 
 

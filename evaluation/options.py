@@ -9,6 +9,11 @@ from pathlib import Path
 
 from common import cli, errors
 from evaluation import submissions
+from nets import models_file, registry
+
+# Options added after evaluation names were first derived: left out of the name when not given, so that a command
+# of the earlier kind keeps its name.
+ADDED_LATER = ("models_file", "imagenet_val", "imagenet_devkit", "write_models_file")
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class EvalOptions:
     name: str | None = None
     dataset: str | None = None
     model: str | None = None
+    models_file: str | None = None
     weights: str | None = None
     head: str = "classification"
     img_size: int | None = None
@@ -40,9 +46,14 @@ class EvalOptions:
     cache_dir: str = "cache"
     submission: str | None = None
     test_dir: str | None = None
+    imagenet_val: str | None = None
+    imagenet_devkit: str | None = None
+    write_models_file: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EvalOptions:
+        """The parsed flags, typed; a --models-file's models added to the registry."""
+        models_file.use(args.models_file)
         return cli.typed(cls, args)
 
     def evaluation_name(self) -> str:
@@ -53,15 +64,41 @@ class EvalOptions:
         inputs = list(self.runs) or [f"{self.model}-{Path(self.weights or 'none').stem}"]
         settings = {key: list(value) if isinstance(value, tuple) else value
                     for key, value in sorted(asdict(self).items())
-                    if key not in ("out", "name", "workers", "batch_size")}
+                    if key not in ("out", "name", "workers", "batch_size")
+                    and not (key in ADDED_LATER and value is None)}
         digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
         stem = Path(inputs[0]).name.removesuffix(".json") if inputs else "eval"
         source = "predictions" if self.from_predictions else f"tta{self.tta}"
         return f"{stem}{'+' + str(len(inputs) - 1) if len(inputs) > 1 else ''}-{source}-{digest}"
 
 
+    def check_imagenet_val(self) -> None:
+        """--imagenet-val measures one model's ImageNet top-1: refuse what does not belong to it, before any image
+        is read or model built."""
+        if not self.model:
+            raise errors.UsageError("--imagenet-val needs --model: the model whose ImageNet top-1 to measure (its "
+                                    "pretrained weights unless --weights says otherwise)")
+        given = [flag for flag, value in (("runs", self.runs), ("--dataset", self.dataset), ("--split", self.split),
+                                          ("--from-predictions", self.from_predictions),
+                                          ("--submission", self.submission), ("--tta", self.tta != "none"))
+                 if value]
+        if given:
+            raise errors.UsageError(f"--imagenet-val measures --model on ImageNet's validation images; "
+                                    f"{', '.join(given)} belong to scoring fine-tuned runs: leave them out")
+        entry = registry.get_entry(self.model)  # an unknown name fails here, before any image is read
+        if self.write_models_file and entry.name in registry.REGISTRY:
+            raise errors.UsageError(f"--write-models-file: {entry.name} is a built-in model whose top-1 is models.py's "
+                                    f"published figure; measure it without --write-models-file to compare")
+        if self.write_models_file and self.weights == "random":
+            raise errors.UsageError("--write-models-file with --weights random: the top-1 of random weights is no "
+                                    "model's top-1")
+        cli.check_interval_settings(self.level, self.n_boot)
+
     def check(self, spec) -> None:
         """Everything about the command line that can be wrong, before any data or model is touched."""
+        if self.write_models_file or self.imagenet_devkit:
+            raise errors.UsageError("--write-models-file and --imagenet-devkit belong to --imagenet-val (measuring "
+                                    "a model's ImageNet top-1)")
         if self.model and not self.weights:
             raise errors.UsageError("--model needs --weights: the fine-tuned weights file to evaluate")
         if self.from_predictions and (self.tta != "none" or self.submission or self.model):

@@ -13,7 +13,7 @@ import metrics
 from augment import transforms
 from common import errors, runrecord
 from evaluation.options import EvalOptions
-from nets import networks, registry
+from nets import models_file, networks, registry
 from training import engine
 
 
@@ -75,7 +75,9 @@ class Scorer:
 
 def load_run_model(record_path: Path, record: dict, accelerator: Accelerator, member: str) -> LoadedModel:
     config = record["config"]
-    model, info = networks.create_model(config["model"], record["model"]["num_outputs"],
+    definition = record["model"].get("definition")  # a models file's model: rebuilt from the record, not the file
+    model, info = networks.create_model(models_file.from_record(definition) if definition else config["model"],
+                                        record["model"]["num_outputs"],
                                         weights=str(runrecord.files_of(record_path).best_weights),
                                         pool=config.get("pool", "avg"), in_chans=record["model"].get("in_chans", 3))
     # what the run trained with (older records: the weights' own statistics)

@@ -3,11 +3,10 @@
 `create_model(name, num_classes, weights=..., pool=..., in_chans=...)` returns the network with a freshly
 initialised head, and a ModelInfo saying what was built and which weights were really loaded (the run record's
 `model` block).
-Weights: "imagenet" (the library's pretrained weights, downloaded to its usual cache: TORCH_HOME for
-torchvision, HF_HOME for timm), "random", or a path to a local .safetensors/.pth state dict. Pretrained weights
-that cannot be fetched raise WeightsUnavailableError; nothing ever falls back to random weights silently.
-Offline with timm weights already cached, set HF_HUB_OFFLINE=1: otherwise the Hub client retries the network
-for tens of seconds before it falls back to the cache.
+Weights: "imagenet" (the model's pretrained weights: the library's, from its usual cache or downloaded into it,
+nets/weights.py; or a models file's checkpoint), "random", or a path to a local .safetensors/.pth state dict.
+Pretrained weights that cannot be had raise WeightsUnavailableError in seconds; nothing ever falls back to random
+weights silently. `imagenet_classifier` builds a network with its own ImageNet head, for measuring its top-1.
 """
 from __future__ import annotations
 
@@ -27,9 +26,13 @@ from torch import nn
 
 from common import errors, fileio
 from common.errors import WeightsFileError, WeightsUnavailableError
+from nets import models_file
+from nets import weights as pretrained_weights
+from nets.models_file import WEIGHT_FILE_SUFFIXES
 from nets.registry import ModelEntry, get_entry, qualified_name
 
-WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+__all__ = ["GeM", "ModelInfo", "UnsupportedOptionError", "WEIGHT_FILE_SUFFIXES", "WeightsFileError",
+           "WeightsUnavailableError", "create_model", "imagenet_classifier", "load_trained_weights"]
 
 
 class UnsupportedOptionError(errors.UsageError, ValueError):
@@ -75,14 +78,21 @@ class ModelInfo:
     num_outputs: int
     group: str | None
     head_parameters: tuple[str, ...]  # the fresh head's parameter names (a linear probe trains only these)
+    definition: dict[str, Any] | None = None  # a models file's entry, as read (None: a built-in or library model)
 
     def to_record(self) -> dict[str, Any]:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        """The run record's model block. `input_size` goes there as `pretrained_input_size`: the size the weights
+        were trained at, which beside the record's config.img_size (the size this run trains at) read as a
+        contradiction under the one name; records written before keep `input_size`, which nothing reads."""
+        block = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        block["pretrained_input_size"] = block.pop("input_size")
+        return block
 
 
-def create_model(name: str, num_classes: int, weights: str = "imagenet", pool: str = "avg",
+def create_model(name: str | ModelEntry, num_classes: int, weights: str = "imagenet", pool: str = "avg",
                  in_chans: int = 3) -> tuple[nn.Module, ModelInfo]:
-    """Build `name` with a fresh `num_classes`-output head (1 = regression head) and the requested weights.
+    """Build `name` (or a given entry: a record's models-file model) with a fresh `num_classes`-output head
+    (1 = regression head) and the requested weights.
 
     pool="gem" replaces the network's global average pool with GeM (an error for families without one).
     in_chans > 3 adds input channels to the first convolution, each initialised to the mean of its RGB filters
@@ -99,18 +109,20 @@ def create_model(name: str, num_classes: int, weights: str = "imagenet", pool: s
     if in_chans < 3:
         raise ValueError(f"in_chans must be 3 or more (extra channels extend the RGB filters), got {in_chans}")
     weights_file = _weights_file(weights)
-    entry = get_entry(name)
+    entry = name if isinstance(name, ModelEntry) else get_entry(name)
+    checkpoint = Path(entry.checkpoint) if weights == "imagenet" and entry.checkpoint else None
 
-    if weights == "imagenet":
-        model, weights_loaded = _pretrained(entry), f"imagenet:{entry.weights_tag}"
-    elif entry.library == "torchvision":
-        model, weights_loaded = torchvision.models.get_model(entry.constructor, weights=None), "random"
+    if weights == "imagenet" and checkpoint is None:
+        model, weights_loaded = pretrained_weights.pretrained(entry), f"imagenet:{entry.weights_tag}"
     else:
-        model, weights_loaded = timm.create_model(qualified_name(entry), pretrained=False), "random"
+        model, weights_loaded = _library_model(entry), "random"
 
     head_keys = _reset_head(model, entry, num_classes)
     conv_key = None
     if in_chans > 3:
+        if getattr(model, "transform_input", False):
+            raise UnsupportedOptionError(f"{entry.name}: its pretrained network re-scales its three input channels "
+                                         f"itself (torchvision's transform_input), so it cannot take {in_chans}")
         conv_name = _first_conv_name(model)
         conv = model.get_submodule(conv_name)
         conv.weight = nn.Parameter(_with_extra_channels(conv.weight.detach(), in_chans))
@@ -119,10 +131,10 @@ def create_model(name: str, num_classes: int, weights: str = "imagenet", pool: s
     gem_key = f"{_use_gem(model, entry)}.p" if pool == "gem" else None
 
     head = "fresh"
-    if weights_file is not None:  # built with random weights above, now overwritten
-        if _load_weights_file(model, weights_file, entry, head_keys, conv_key, gem_key):
+    if weights_file is not None or checkpoint is not None:  # built with random weights above, now overwritten
+        if _load_weights_file(model, weights_file or checkpoint, entry, head_keys, conv_key, gem_key):
             head = "from file"
-        weights_loaded = f"file:{weights_file.resolve()} sha256={fileio.sha256_file(weights_file)}"
+        weights_loaded = _file_loaded(weights_file, entry)
 
     info = ModelInfo(
         name=entry.name, label=entry.label, library=entry.library, constructor=entry.constructor,
@@ -130,8 +142,46 @@ def create_model(name: str, num_classes: int, weights: str = "imagenet", pool: s
         top1_source=entry.top1_source, params=sum(p.numel() for p in model.parameters()),
         input_size=entry.input_size, mean=tuple(entry.mean), std=tuple(entry.std), pool=pool, in_chans=in_chans,
         num_outputs=num_classes, group=entry.group,
-        head_parameters=tuple(sorted(name for name, _ in model.named_parameters() if name in head_keys)))
+        head_parameters=tuple(sorted(name for name, _ in model.named_parameters() if name in head_keys)),
+        definition=models_file.as_record(entry))
     return model, info
+
+
+def imagenet_classifier(name: str | ModelEntry, weights: str = "imagenet") -> tuple[nn.Module, str]:
+    """The network with its own ImageNet head, to measure its top-1 (evaluate.py --imagenet-val), and which weights
+    it holds: its pretrained ones (a models file's checkpoint included), a file holding the whole network
+    (weights=PATH: every key must fit), or random ones."""
+    weights_file = _weights_file(weights)
+    entry = name if isinstance(name, ModelEntry) else get_entry(name)
+    if weights == "imagenet" and entry.checkpoint is None:
+        return pretrained_weights.pretrained(entry), f"imagenet:{entry.weights_tag}"
+    model = _library_model(entry)
+    if weights == "random":
+        return model, "random"
+    load_trained_weights(model, weights_file or Path(entry.checkpoint))
+    return model, _file_loaded(weights_file, entry)
+
+
+def _file_loaded(weights_file: Path | None, entry: ModelEntry) -> str:
+    """What a run's record says it loaded from a file: "file:<path> sha256=<hex>", or for a models file's checkpoint
+    (the model's own pretrained weights) "imagenet:file:<path> sha256=<hex>"."""
+    if weights_file is not None:
+        return f"file:{weights_file.resolve()} sha256={fileio.sha256_file(weights_file)}"
+    return f"imagenet:file:{entry.checkpoint} sha256={models_file.checkpoint_sha256(entry)}"
+
+
+def _library_model(entry: ModelEntry) -> nn.Module:
+    """The library's network for the entry, randomly initialised, with its original head."""
+    try:
+        if entry.library == "torchvision":
+            return torchvision.models.get_model(entry.constructor, weights=None, **_torchvision_arguments(entry))
+        return timm.create_model(qualified_name(entry), pretrained=False)
+    except (ValueError, RuntimeError) as error:  # the libraries' answers to an unknown architecture or tag
+        if entry.models_file is None:
+            raise
+        field = "constructor' or 'weights_tag" if entry.weights_tag else "constructor"
+        raise models_file.ModelsFileError(f"{entry.models_file}: model '{entry.name}', field '{field}': "
+                                          f"{' '.join(str(error).split())}") from None
 
 
 def load_trained_weights(model: nn.Module, path: Path) -> None:
@@ -155,38 +205,14 @@ def _weights_file(weights: str) -> Path | None:
     return path
 
 
-def _pretrained(entry: ModelEntry) -> nn.Module:
-    """The library's model with its pretrained weights, through the library's own download and cache."""
-    if entry.library == "torchvision":
-        tv_weights = torchvision.models.get_model_weights(entry.constructor)[entry.weights_tag]
-        where = f"{tv_weights.url} (cache: {Path(torch.hub.get_dir()) / 'checkpoints'})"
-        try:
-            return torchvision.models.get_model(entry.constructor, weights=tv_weights)
-        except OSError as err:  # URLError and other network/file errors
-            raise WeightsUnavailableError(_unavailable(entry, str(err), where)) from err
-
-    timm_name = qualified_name(entry)
-    cfg = timm.models.get_pretrained_cfg(timm_name)
-    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
-        # timm itself would only log a warning here and return random weights
-        raise WeightsUnavailableError(_unavailable(entry, "timm lists no downloadable weights for it",
-                                                   f"timm's pretrained configs for {timm_name}"))
-    if cfg.hf_hub_id:
-        from huggingface_hub import constants
-        where = f"the Hugging Face Hub repo {cfg.hf_hub_id} (cache: {constants.HF_HUB_CACHE})"
-    else:
-        where = cfg.file or f"{cfg.url} (cache: {Path(torch.hub.get_dir()) / 'checkpoints'})"
-    try:
-        return timm.create_model(timm_name, pretrained=True)
-    except OSError as err:  # huggingface_hub's offline/not-found errors and URLError are all OSErrors
-        raise WeightsUnavailableError(_unavailable(entry, str(err), where)) from err
-
-
-def _unavailable(entry: ModelEntry, reason: str, where: str) -> str:
-    return (f"{entry.name}: cannot load the pretrained weights {entry.library} {qualified_name(entry)} "
-            f"({reason}). "
-            f"Looked in {where}. Either get the weights file yourself and pass --weights PATH (a .safetensors or "
-            f".pth state dict), or pass --weights random for a smoke run without pretrained weights.")
+def _torchvision_arguments(entry: ModelEntry) -> dict[str, Any]:
+    """What torchvision's builder sets when it loads an entry's weights, set for a random build too: evaluate.py
+    rebuilds a fine-tuned network randomly before loading its weights, and it must be the network that trained."""
+    if entry.constructor.startswith("vit_"):  # position embeddings for the weights' image size
+        return {"image_size": entry.input_size}
+    if entry.constructor in ("googlenet", "inception_v3"):  # no auxiliary heads; Google's input scaling with weights
+        return {"aux_logits": False, "transform_input": entry.weights_tag is not None, "init_weights": True}
+    return {}
 
 
 def _state_ids(model: nn.Module) -> dict[str, int]:
@@ -198,15 +224,17 @@ def _reset_head(model: nn.Module, entry: ModelEntry, num_classes: int) -> set[st
     before = _state_ids(model)
     if entry.library == "timm":
         model.reset_classifier(num_classes)
-    elif isinstance(getattr(model, "fc", None), nn.Linear):  # ResNet, ResNeXt, ShuffleNet
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
-    elif isinstance(model.classifier, nn.Linear):  # DenseNet
-        model.classifier = nn.Linear(model.classifier.in_features, num_classes)
-    else:  # a Sequential ending in Linear (AlexNet, VGG, MobileNet, MnasNet) or SqueezeNet's 1x1 conv + pool
-        index = max(i for i, layer in enumerate(model.classifier) if isinstance(layer, (nn.Linear, nn.Conv2d)))
-        old = model.classifier[index]
-        model.classifier[index] = (nn.Linear(old.in_features, num_classes) if isinstance(old, nn.Linear)
-                                   else nn.Conv2d(old.in_channels, num_classes, kernel_size=1))
+    else:  # torchvision's classifiers: fc (ResNet, RegNet, ShuffleNet, Inception), classifier, head (Swin), heads (ViT)
+        attribute = next(name for name in ("fc", "classifier", "head", "heads") if hasattr(model, name))
+        holder = getattr(model, attribute)
+        if isinstance(holder, nn.Linear):  # ResNet, ResNeXt, ShuffleNet, RegNet, DenseNet, Swin
+            setattr(model, attribute, nn.Linear(holder.in_features, num_classes))
+        else:  # a Sequential ending in Linear (AlexNet, VGG, MobileNet, MnasNet, EfficientNet, ConvNeXt, MaxViT,
+            # ViT) or SqueezeNet's 1x1 conv + pool
+            index = max(i for i, layer in enumerate(holder) if isinstance(layer, (nn.Linear, nn.Conv2d)))
+            old = holder[index]
+            holder[index] = (nn.Linear(old.in_features, num_classes) if isinstance(old, nn.Linear)
+                             else nn.Conv2d(old.in_channels, num_classes, kernel_size=1))
     return {name for name, ident in _state_ids(model).items() if before.get(name) != ident}
 
 

@@ -3,14 +3,20 @@
 The study plots transfer performance against ImageNet top-1, so the registry below is data the analysis depends on:
 for each model, the library constructor, the exact pretrained weights, the ImageNet top-1 of those weights with
 where that number comes from, the parameter count, the normalisation the weights were trained with and the default
-fine-tuning size. This module imports neither torch nor timm (timm only to look up a name outside the registry), so
-the analysis reads it cheaply; networks.py builds the models.
+fine-tuning size. This module imports neither torch nor timm (timm and torchvision only to look up a name outside the
+registry), so the analysis reads it cheaply; networks.py builds the models.
 
 Groups: "testbed" is the paper's 19 ImageNet models; "ablation" the ResNet-50 weights of the augmentation ablation
 (App. G: AugMix, RandAugment; the standard ResNet-50 is the testbed's torchvision one); "clip" the CLIP image towers
-the paper also fine-tunes; "later" architectures published after the paper; "extra" small models for demos. Any
-other timm model name (`convnext_small`, `resnet50.a1_in1k`, ...) works too, with metadata from timm's pretrained
-config and top-1 unknown. Registry names take precedence over timm names of the same spelling ("resnet50" is
+the paper also fine-tunes; "later" architectures published after the paper; "extra" small models for demos.
+
+Beyond the registry, a name resolves in this order: a models file's entry (nets/models_file.py: a user's models with
+their top-1, `--models-file`); a torchvision weights name "arch.TAG" (`mobilenet_v2.IMAGENET1K_V2`: torchvision's
+tags are upper case, timm's lower case); any timm model name (`convnext_small`, `resnet50.a1_in1k`, ...: metadata
+from timm's pretrained config, top-1 unknown); any other torchvision classification architecture (`mobilenet_v2`,
+`regnet_y_400mf`: its IMAGENET1K_V1 weights, else its DEFAULT ones, with their top-1 from torchvision's metadata).
+Earlier steps win a name two of them know: registry names over timm's ("resnet50" is torchvision's), timm names
+over torchvision's ("resnet34" is timm's, as it was before torchvision names resolved; "resnet34.IMAGENET1K_V1" is
 torchvision's).
 
 One rule for every ImageNet top-1: the accuracy of exactly these weights at their usual evaluation size, i.e.
@@ -74,6 +80,9 @@ class ModelEntry:
     fixed_input_size: bool = False  # the network only accepts input_size (ViT-style position embeddings)
     zero_shot_top1: float | None = None  # CLIP towers: zero-shot ImageNet top-1 (imagenet_top1 is the linear probe)
     zero_shot_source: str | None = None  # where zero_shot_top1 comes from
+    checkpoint: str | None = None   # a models file's own weights file (absolute path), the model's pretrained weights
+    checkpoint_sha256: str | None = None  # the SHA-256 a models file pins for its checkpoint (checked when read)
+    models_file: str | None = None  # the models file an entry comes from (None: built in, or a library's model)
 
 
 def _torchvision(name: str, label: str, top1: float, params: int, group: str = "testbed") -> ModelEntry:
@@ -168,22 +177,59 @@ REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
 ]}
 
 
+# The entries a models file adds for this process (nets/models_file.py sets them once the command line is read).
+_ADDED: dict[str, ModelEntry] = {}
+# torchvision names without a tag get the testbed's weights generation, or the architecture's DEFAULT without one
+TORCHVISION_TAG = "IMAGENET1K_V1"
+# torchvision's ViTs assert their image size, and MaxViT's window partition fits only its own
+TORCHVISION_FIXED_SIZE = ("vit_", "maxvit_")
+
+
 def group_models(group: str) -> list[str]:
-    """The registry's models of a group ("all": every one)."""
-    return [entry.name for entry in REGISTRY.values() if group in ("all", entry.group)]
+    """The models of a group ("all": every one), a models file's included."""
+    return [entry.name for entry in [*REGISTRY.values(), *_ADDED.values()] if group in ("all", entry.group)]
+
+
+def set_added(entries: list[ModelEntry]) -> None:
+    """Make a models file's entries known to every lookup in this process, replacing those of an earlier file."""
+    _ADDED.clear()
+    _ADDED.update({entry.name: entry for entry in entries})
+
+
+def added_entries() -> list[ModelEntry]:
+    return list(_ADDED.values())
 
 
 def get_entry(name: str) -> ModelEntry:
-    """The registry entry for `name`, else an entry for the timm model `name` ("arch" or "arch.tag")."""
+    """The entry `name` resolves to, in the module docstring's order: the registry's, a models file's, or one made
+    from torchvision's or timm's own metadata."""
     if name in REGISTRY:
         return REGISTRY[name]
+    if name in _ADDED:
+        return _ADDED[name]
+    arch, _, tag = name.partition(".")
+    if tag.isupper():  # torchvision's weights names: IMAGENET1K_V1, IMAGENET1K_SWAG_E2E_V1, DEFAULT
+        return _torchvision_entry(name, arch, tag)
     import timm  # only for names outside the registry: the registry itself needs no torch
-    if not timm.is_model(name):
-        candidates = list(dict.fromkeys([*REGISTRY, *timm.list_models()]))  # registry names are timm names too
-        close = difflib.get_close_matches(name, candidates, n=6)
-        raise UnknownModelError(f"unknown model {name!r}: not in models.py's registry (python models.py lists it) and "
-                         f"not a timm model. Close matches: {', '.join(close) or 'none'}")
-    arch = name.split(".")[0]
+    if timm.is_model(name):
+        return _timm_entry(name, arch)
+    if name in torchvision_classifiers():
+        return _torchvision_entry(name, name, None)
+    candidates = list(dict.fromkeys([*REGISTRY, *_ADDED, *timm.list_models(), *torchvision_classifiers()]))
+    close = difflib.get_close_matches(name, candidates, n=6)
+    raise UnknownModelError(f"unknown model {name!r}: not in models.py's registry (python models.py lists it), not a "
+                            f"timm model and not a torchvision classification model. Close matches: "
+                            f"{', '.join(close) or 'none'}")
+
+
+def torchvision_classifiers() -> list[str]:
+    """torchvision's ImageNet classification architectures (not its detection, segmentation or video models)."""
+    import torchvision  # only for names outside the registry
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def _timm_entry(name: str, arch: str) -> ModelEntry:
+    import timm  # only for names outside the registry
     try:
         cfg = timm.models.get_pretrained_cfg(name)
     except RuntimeError as err:  # timm's answer to an unknown pretrained tag
@@ -194,6 +240,30 @@ def get_entry(name: str) -> ModelEntry:
         return ModelEntry(name, name, "timm", arch, None, None, unknown, None, None, 224, "timm")
     return ModelEntry(name, name, "timm", arch, cfg.tag, None, unknown, None, None, cfg.input_size[-1], "timm",
                       tuple(cfg.mean), tuple(cfg.std), bool(cfg.fixed_input_size))
+
+
+def _torchvision_entry(name: str, arch: str, tag: str | None) -> ModelEntry:
+    """A torchvision architecture with its weights' own metadata: top-1, parameters, evaluation size, statistics.
+    It is fine-tuned at the size its top-1 was measured at, as timm models outside the registry are."""
+    import torchvision  # only for names outside the registry
+    if arch not in torchvision_classifiers():
+        close = difflib.get_close_matches(arch, torchvision_classifiers(), n=6)
+        raise UnknownModelError(f"unknown model {name!r}: {arch!r} is not a torchvision classification model (an "
+                                f"upper-case tag such as IMAGENET1K_V1 names torchvision weights). Close matches: "
+                                f"{', '.join(close) or 'none'}")
+    enum = torchvision.models.get_model_weights(arch)
+    tag = tag or (TORCHVISION_TAG if TORCHVISION_TAG in enum.__members__ else enum.DEFAULT.name)
+    if tag not in enum.__members__:
+        raise UnknownModelError(f"{name!r}: torchvision has no weights {tag} for {arch}. Known: "
+                                f"{', '.join(enum.__members__)}")
+    weights = enum[tag]  # DEFAULT is another name of one of them
+    preprocessing = weights.transforms()
+    crop, resize = preprocessing.crop_size[0], preprocessing.resize_size[0]
+    source = (f"torchvision's metadata of {arch} weights {weights.name}: meta['_metrics']['ImageNet-1K']['acc@1'] "
+              f"(resize {resize}, centre crop {crop})")
+    return ModelEntry(name, name, "torchvision", arch, weights.name, weights.meta["_metrics"]["ImageNet-1K"]["acc@1"],
+                      source, crop, weights.meta["num_params"], crop, "torchvision", tuple(preprocessing.mean),
+                      tuple(preprocessing.std), arch.startswith(TORCHVISION_FIXED_SIZE))
 
 
 def normalization(model_name: str, mode: str = "imagenet") -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -238,11 +308,12 @@ def qualified_name(entry: ModelEntry) -> str:
     return f"{entry.constructor}.{entry.weights_tag}" if entry.weights_tag else entry.constructor
 
 
-def registry_table() -> str:
+def registry_table(entries: list[ModelEntry] | None = None) -> str:
+    """The entries (the registry's when not given) as models.py prints them."""
     header = (f"{'name':<20} {'group':<8} {'library':<12} {'weights':<46} {'top-1':>6} {'at px':>5} {'params':>8} "
               f"{'input':>5}")
     lines = [header, "-" * len(header)]
-    for e in REGISTRY.values():
+    for e in REGISTRY.values() if entries is None else entries:
         top1 = f"{e.imagenet_top1:.2f}" if e.imagenet_top1 is not None else "-"
         params = f"{e.params / 1e6:.1f}M" if e.params is not None else "-"
         lines.append(f"{e.name:<20} {e.group:<8} {e.library:<12} {qualified_name(e):<46} {top1:>6} "

@@ -222,6 +222,42 @@ def test_any_timm_model_with_its_own_metadata():
     assert info.top1_source.startswith("unknown") and entry.top1_image_size is None
 
 
+# One of each way torchvision's classifiers hold their head (fc, classifier Linear or Sequential, 1x1 conv, head,
+# heads) and build (googlenet: no auxiliary heads, Google's input scaling; vit: its image size), outside the registry.
+TORCHVISION_NAMES = ["mobilenet_v2", "regnet_x_400mf", "squeezenet1_0", "googlenet", "swin_t", "vit_b_32",
+                     "resnet34.IMAGENET1K_V1"]
+
+
+@pytest.mark.parametrize("name", TORCHVISION_NAMES)
+def test_any_torchvision_classifier_with_its_weights_metadata(name):
+    entry = registry.get_entry(name)
+    arch, _, tag = name.partition(".")
+    weights = torchvision.models.get_model_weights(arch)[tag or "IMAGENET1K_V1"]
+    preprocessing = weights.transforms()
+    assert (entry.library, entry.group, entry.constructor, entry.weights_tag) == ("torchvision", "torchvision", arch,
+                                                                                  weights.name)
+    assert entry.imagenet_top1 == weights.meta["_metrics"]["ImageNet-1K"]["acc@1"] and "acc@1" in entry.top1_source
+    assert entry.params == weights.meta["num_params"]
+    assert entry.top1_image_size == entry.input_size == preprocessing.crop_size[0]
+    assert entry.fixed_input_size == arch.startswith("vit_")
+    model, info = networks.create_model(name, 5, weights="random")
+    size = entry.input_size if entry.fixed_input_size else 64
+    assert run(model.train(), 3, size).shape == (2, 5)  # in training mode too: no auxiliary outputs
+    assert info.imagenet_top1 == entry.imagenet_top1 and info.library == "torchvision"
+
+
+def test_a_name_both_libraries_know_stays_timms():
+    assert registry.get_entry("resnet34").library == "timm"  # as before torchvision names resolved
+    assert registry.get_entry("resnet34.IMAGENET1K_V1").library == "torchvision"  # upper case: torchvision's tag
+    assert registry.get_entry("resnet50").library == "torchvision"  # the registry first
+    assert registry.get_entry("vit_h_14").weights_tag == "IMAGENET1K_SWAG_E2E_V1"  # no V1 weights: its DEFAULT
+    with pytest.raises(registry.UnknownModelError, match="no weights IMAGENET1K_V9 for mobilenet_v2. Known: "
+                                                         "IMAGENET1K_V1, IMAGENET1K_V2"):
+        registry.get_entry("mobilenet_v2.IMAGENET1K_V9")
+    with pytest.raises(networks.UnsupportedOptionError, match="googlenet.*cannot take 4"):
+        networks.create_model("googlenet", 5, weights="random", in_chans=4)
+
+
 def test_unknown_names_are_refused_with_suggestions():
     with pytest.raises(registry.UnknownModelError, match="resnet50") as error:
         registry.get_entry("resnet5O")

@@ -30,6 +30,7 @@ PHASE = ("lp_ft_phase", "lp_ft_total_epochs", "init_from")
 # Settings added after run ids were first published, each with the value that reproduces the earlier behaviour.
 ADDED_LATER: dict[str, Any] = {
     "regression_loss": "smooth-l1",  # train.py --regression-loss (the regression head's loss was smooth L1)
+    "model_definition": None,  # a --models-file model's definition digest (built-in and library models have none)
 }
 
 

@@ -13,6 +13,7 @@ import augment
 from common import cli, errors
 from data import REGISTRY
 from data.inputs import DataOptions, add_data_arguments
+from nets import models_file
 from training import recipe
 
 
@@ -36,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache-dir", default="cache", help="folder of prepared image caches")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="resnet18",
-                   help="name from models.py (python models.py lists them) or any timm model")
+                   help="name from models.py (python models.py lists them), a --models-file's, or any timm or "
+                        "torchvision classification model")
+    g.add_argument("--models-file", default=None,
+                   help="JSON file of your own models (README, 'Benchmark your model'): each with its library, "
+                        "constructor, weights or checkpoint, ImageNet top-1 and its source")
     g.add_argument("--weights", default="imagenet",
                    help="'imagenet' (pretrained, as in the paper), 'random', or a local .safetensors/.pth file")
     g.add_argument("--head", default="classification", choices=["classification", "regression"],
@@ -122,6 +127,8 @@ class TrainOptions(DataOptions):
     cache: str = "auto"
     cache_dir: str = "cache"
     model: str = "resnet18"
+    models_file: str | None = None
+    model_definition: str | None = None  # not a flag: models_file.definition of --model (part of the run id)
     weights: str = "imagenet"
     head: str = "classification"
     regression_loss: str = "smooth-l1"
@@ -155,8 +162,10 @@ class TrainOptions(DataOptions):
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainOptions:
-        """The parsed flags, typed, with the numbers' ranges and LP-FT's conflicts checked."""
-        options = cli.typed(cls, args)
+        """The parsed flags, typed, with the numbers' ranges and LP-FT's conflicts checked; a --models-file's models
+        added to the registry, and the digest of --model's definition there kept (training/identity.py)."""
+        models_file.use(args.models_file)
+        options = cli.typed(cls, argparse.Namespace(**vars(args), model_definition=models_file.definition(args.model)))
         options.check()
         return options
 
