@@ -23,7 +23,7 @@ import argparse
 
 from common import cli, errors
 from data import REGISTRY
-from sweep.estimate import show_estimate
+from sweep.cost import show_estimate
 from sweep.plan import plan_grid
 from sweep.runner import run_grid
 from sweep.slurm import write_script
@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     options = {"formatter_class": cli.HelpFormatter, "allow_abbrev": False}
 
-    p = commands.add_parser("plan", help="write the manifest of a grid and print its train.py commands", **options)
+    p = commands.add_parser("plan", help="write the manifest of a grid and print its train.py commands",
+                            description="Write the manifest of a grid and print its train.py commands.\n\n"
+                            "Every option not listed below goes to train.py as it is, checked first by train.py's own\n"
+                            "parser (by full name): `python train.py --help` lists them, e.g. --weights random\n"
+                            "--epochs 2 --root DIR --precision no.", **options)
     p.add_argument("--datasets", nargs="+", required=True, choices=sorted(REGISTRY), metavar="DATASET",
                    help=f"datasets from the registry in data/: {', '.join(sorted(REGISTRY))}")
     p.add_argument("--models", nargs="+", required=True, help="models from models.py (or timm names), or a group of "
@@ -105,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sbatch-option", action="append", default=[], help="one more #SBATCH option, e.g. "
                    "--sbatch-option=--account=abc (repeat for more)")
 
-    p = commands.add_parser("estimate", help="GPU-hours and wall-clock of the planned runs", **options)
+    p = commands.add_parser("estimate", help="GPU-hours and wall-clock of the planned runs (CPU process-hours for "
+                            "runs on a CPU)", **options)
     p.add_argument("--paper", action="store_true", help="estimate the paper's full study (19 models x 6 datasets x "
                                                         "60 configurations) instead of a manifest")
     p.add_argument("--gpus", type=cli.positive_int, default=1, help="GPUs the runs share, for the wall-clock")
@@ -113,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "given: bf16, train.py's default on GPUs); a manifest's runs use their planned precision")
     p.add_argument("--throughput", help="benchmarks/train_throughput.py --json output measured on your machine "
                                         "(when not given: the documented H200 table)")
+    p.add_argument("--device", choices=["auto", "gpu", "cpu"], default="auto", help="where the manifest's runs "
+                   "train: 'auto' takes their records' device, else the CPU on a machine without a GPU when no run "
+                   "asks for bf16 or fp16")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
 
     for name in ("status", "run", "slurm", "estimate"):
@@ -150,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                             max_array_size=args.max_array_size, time_limit=args.time, pack=args.pack,
                             gpu_memory=args.gpu_memory, throughput=args.throughput, job_name=args.job_name,
                             logs=args.logs, extra=args.sbatch_option, stale_after=args.stale_after)
-    return show_estimate(args.manifest, args.paper, args.precision, args.gpus, args.throughput, args.json)
+    return show_estimate(args.manifest, args.paper, args.precision, args.gpus, args.throughput, args.json,
+                         args.device)
 
 
 if __name__ == "__main__":

@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"{c * args.pack:8.0f} img/s of training in all")
     if args.json:
         fileio.atomic_write_json(args.json, {"machine": f"{device_name}, {os.cpu_count()} cores",
-                                              "device": device_name, "results": results})
+                                              "device": device_name, "device_type": args.device,
+                                              "results": results})
     return 0
 
 

@@ -70,7 +70,9 @@ class RunRecord(TypedDict, total=False):
     diverged_epoch: int | None
     config: dict[str, Any]      # the resolved configuration (training/config.py); its identity gives run_id
     dataset: DatasetBlock
-    model: dict[str, Any]       # nets.ModelInfo.to_record(): name, library, weights loaded, ImageNet top-1, ...
+    # nets.ModelInfo.to_record(): name, library, weights loaded, ImageNet top-1, default_input_size (the registry's
+    # default fine-tuning size; older records: input_size; the size this run trains at is config.img_size), ...
+    model: dict[str, Any]
     history: list[dict[str, Any]]  # per epoch: epoch, lr, train_loss, seconds, images_per_s, metric keys
     best: BestEpoch | None
     predictions: dict[str, str]  # split -> predictions file, relative to the record's folder

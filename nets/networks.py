@@ -81,11 +81,12 @@ class ModelInfo:
     definition: dict[str, Any] | None = None  # a models file's entry, as read (None: a built-in or library model)
 
     def to_record(self) -> dict[str, Any]:
-        """The run record's model block. `input_size` goes there as `pretrained_input_size`: the size the weights
-        were trained at, which beside the record's config.img_size (the size this run trains at) read as a
-        contradiction under the one name; records written before keep `input_size`, which nothing reads."""
+        """The run record's model block. `input_size` goes there as `default_input_size`: the registry's default
+        fine-tuning size for this model (the paper's 256, 224 for DeiT), which beside the record's config.img_size
+        (the size this run trains at: the dataset's or --img-size) read as a contradiction under the one name;
+        records written before keep `input_size`, which nothing reads."""
         block = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
-        block["pretrained_input_size"] = block.pop("input_size")
+        block["default_input_size"] = block.pop("input_size")
         return block
 
 

@@ -5,9 +5,9 @@ Time of one run = train images x epochs / training rate + evaluated images x epo
 rate). The training rate comes from, in this order:
   1. --throughput FILE, written by `benchmarks/train_throughput.py --json FILE` on the user's own machine: train.py's
      end-to-end images/s for that model, precision and compile mode (a run is eager unless planned with --compile);
-  2. THROUGHPUT below: one H200's model-alone ceilings (batch 128, bf16 autocast + channels-last, or fp32; from the
-     project's reference measurement gpu-baseline.md), times TRAIN_PY_EFFICIENCY, the share of that ceiling train.py
-     reached end to end (0.77 for ResNet-50 on that H200, project at a799033, reference gpu-2026-11-27.md);
+  2. the reference measurement, benchmarks/throughput-h200.json (in the --throughput format, with how it was
+     measured): one H200's model-alone ceilings (batch 128, bf16 autocast + channels-last, or fp32), times the share
+     of that ceiling train.py reached end to end (0.77 for ResNet-50 on that H200, project at a799033);
   3. for a testbed model that table lacks, its stand-in's figure (STAND_INS: the same family's nearest measured
      model), divided by the ratio of their multiply-adds per pixel when the model is larger; a smaller model keeps
      the stand-in's figure (small networks are held back by memory traffic and kernel launches, not arithmetic),
@@ -20,6 +20,9 @@ input path keeps up (the prepared cache, and packing for the small models), as i
 
 Train and evaluated sizes come from a run record of the dataset when one exists (dataset.split_sizes), else from
 KNOWN_SIZES: the paper's splits of the real datasets (see the notes there).
+
+These are GPU figures. A manifest whose runs train on a CPU is costed in CPU process-hours instead
+(sweep/cpu_estimate.py), from speeds measured on a CPU.
 """
 from __future__ import annotations
 
@@ -27,25 +30,42 @@ import functools
 import json
 import math
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import errors
 from data import REAL_WORLD, get_spec
 from nets import registry
-from sweep.state import read_manifest, record_of
 from training.recipe import PAPER_CONFIGURATIONS
 
-# model -> (input size, fp32 img/s, bf16 channels-last img/s): one H200, batch 128, random weights, synthetic input
-# on the GPU, SGD step included (gpu-baseline.md).
-THROUGHPUT_SOURCE = "H200 model-alone ceilings (gpu-baseline.md) x train.py efficiency 0.77 (gpu-2026-11-27.md)"
-THROUGHPUT = {
-    "alexnet": (256, 14425, 25488), "squeezenet1_1": (256, 8181, 11803), "shufflenet_v2_x1_0": (256, 5303, 4166),
-    "mobilenet_v3_small": (256, 5933, 5486), "vgg16_bn": (256, 758, 1885), "densenet121": (256, 1240, 1972),
-    "resnet50": (256, 1708, 3439), "resnet152": (256, 815, 1605), "efficientnet_b0": (256, 1673, 3562),
-    "efficientnet_b4": (256, 705, 1496), "convnext_tiny": (256, 582, 2261), "deit_small": (224, 1236, 5314),
-    "inception_resnet_v2": (256, 834, 1148),
-}
-TRAIN_PY_EFFICIENCY = 0.77
+REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput-h200.json"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference measurement (REFERENCE, which says how each number was measured): model-alone ceilings on one
+    H200, the share of them train.py reached end to end, and the images/s one run's input path delivered."""
+    ceilings: dict[str, tuple[int, float, float]]  # model -> (input size, fp32 img/s, bf16 channels-last img/s)
+    efficiency: float
+    input_rate: float
+    source: str
+
+
+@functools.lru_cache(maxsize=None)
+def reference() -> Reference:
+    saved = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    ceilings: dict[str, tuple] = {}
+    for row in saved["results"]:
+        size, fp32, bf16 = ceilings.get(row["model"], (row["img_size"], None, None))
+        if row["precision"] == "fp32":
+            fp32 = row["model_alone_img_per_s"]
+        else:
+            bf16 = row["model_alone_img_per_s"]
+        ceilings[row["model"]] = (size, fp32, bf16)
+    efficiency = saved["train_py_efficiency"]
+    return Reference(ceilings, efficiency, saved["input_path_img_per_s"],
+                     f"H200 model-alone ceilings x train.py efficiency {efficiency:g} (benchmarks/{REFERENCE.name})")
+
 # model -> (stand-in, multiply-adds of the model, of the stand-in): torchvision's GFLOPS ("_ops") at 224 px, or timm's
 # GMACs per pixel at the pretrained size (inception_resnet_v2 13.18 @299, pnasnet5large 25.04 @331), so ratios match.
 STAND_INS = {
@@ -64,7 +84,6 @@ EVAL_SPEEDUP = 3.0  # a forward pass without backward and optimizer step costs a
 KNOWN_SIZES = {"cct20": (13553, 3484 + 15827), "aptos": (2931, 731), "hpa": (22582, 5664 + 2826),
                "melanoma": (46371, 11593), "cassava": (17120, 4277), "eurosat": (21600, 5400),
                "cifar10": (50000, 10000)}
-INPUT_RATE = 2950  # img/s one run's input path delivers (the paper's path from shrunk JPEGs, 16 cores: gpu-baseline.md)
 
 
 def precision_of(config: dict) -> str:
@@ -93,16 +112,21 @@ def load_throughput(path: str | Path) -> dict[tuple[str, str, bool], dict]:
                                        f"{'text' if kind is str else 'number'}")
         if not isinstance(row.get("compile", False), bool):
             raise errors.DataError(f"{path}: results[{i}].compile is {row['compile']!r}, not true or false")
-        key = (row["model"], precision_of(row), row.get("compile", False))
-        table[key] = {**row, "source": f"{path} ({saved.get('device', 'device unnamed')})"}
+        # where it was measured: files written before benchmarks/train_throughput.py said so are GPU measurements
+        device = "cpu" if saved.get("device_type") == "cpu" else "cuda"
+        key = (row["model"], precision_of(row), row.get("compile", False), device)
+        table[key] = {**row, "source": f"{path} ({saved.get('device', 'device unnamed')})",
+                      "input_rate": saved.get("input_path_img_per_s")}
     return table
 
 
-def measured_row(measured: dict | None, model: str, precision: str, compiled: bool) -> dict | None:
-    """The --throughput row of this model (or of its registry constructor) in this precision and compile mode."""
+def measured_row(measured: dict | None, model: str, precision: str, compiled: bool,
+                 device: str = "cuda") -> dict | None:
+    """The --throughput row of this model (or of its registry constructor) in this precision and compile mode,
+    measured on this kind of device ("cuda" or "cpu")."""
     for name in dict.fromkeys([model, constructor(model)]):
-        if measured and (name, precision, compiled) in measured:
-            return measured[(name, precision, compiled)]
+        if measured and (name, precision, compiled, device) in measured:
+            return measured[(name, precision, compiled, device)]
     return None
 
 
@@ -120,21 +144,22 @@ def training_rate(model: str, img_size: int, precision: str, measured: dict | No
     row = measured_row(measured, model, precision, compiled)
     if row:
         return row["train_py_img_per_s"] * (row["img_size"] / img_size) ** 2, row["source"]
-    name = model if model in THROUGHPUT or model in STAND_INS else constructor(model)
+    table = reference()
+    name = model if model in table.ceilings or model in STAND_INS else constructor(model)
     factor, via = 1.0, [] if name == model else [f"{model} is a {name}"]
     if name in STAND_INS:
         stand_in, macs, stand_in_macs = STAND_INS[name]
         factor = min(1.0, stand_in_macs / macs)
         via.append(f"{name} via stand-in {stand_in}")
         name = stand_in
-    if name not in THROUGHPUT:
+    if name not in table.ceilings:
         raise errors.UsageError(f"no throughput figure for model '{model}' ({precision}); measure it with "
                                 f"`python benchmarks/train_throughput.py --model {model} --json FILE` and pass "
                                 "--throughput FILE")
-    size, fp32, bf16 = THROUGHPUT[name]
+    size, fp32, bf16 = table.ceilings[name]
     ceiling = bf16 if precision == "bf16" else fp32
-    source = THROUGHPUT_SOURCE + "".join(f"; {step}" for step in via)
-    return ceiling * factor * TRAIN_PY_EFFICIENCY * (size / img_size) ** 2, source
+    source = table.source + "".join(f"; {step}" for step in via)
+    return ceiling * factor * table.efficiency * (size / img_size) ** 2, source
 
 
 def split_sizes(dataset: str, found_records: list[dict]) -> tuple[int, int, str]:
@@ -149,7 +174,7 @@ def split_sizes(dataset: str, found_records: list[dict]) -> tuple[int, int, str]
                                        *((record.get("config") or {}).get("eval_splits") or [])])
             return sizes["train"], sum(sizes.get(s, 0) for s in evaluated if s), f"record {record['run_id']}"
     if dataset in KNOWN_SIZES:
-        return (*KNOWN_SIZES[dataset], "the paper's splits (KNOWN_SIZES in grid_estimate.py)")
+        return (*KNOWN_SIZES[dataset], "the paper's splits (KNOWN_SIZES in sweep/estimate.py)")
     raise errors.UsageError(f"no split sizes known for dataset '{dataset}': finish one run of it first (its record "
                             "holds them), then estimate again")
 
@@ -206,11 +231,11 @@ def format_estimate(result: dict) -> str:
     lines += [f"{name:<12}{hours:>12,.1f}" for name, hours in result["by_dataset"].items()]
     lines += ["", f"{'model':<22}{'GPU-hours':>12}"]
     lines += [f"{name:<22}{hours:>12,.1f}" for name, hours in sorted(result["by_model"].items(), key=lambda x: -x[1])]
-    measured = [source for source in result["throughput_sources"] if not source.startswith(THROUGHPUT_SOURCE)]
-    from_table = sorted(source for source in result["throughput_sources"] if source.startswith(THROUGHPUT_SOURCE))
-    lines += ["", "throughput: " + "; ".join(measured + ([THROUGHPUT_SOURCE] if from_table else []))]
-    lines += [f"  {source.removeprefix(THROUGHPUT_SOURCE + '; ')}" for source in from_table
-              if source != THROUGHPUT_SOURCE]
+    table = reference().source
+    measured = [source for source in result["throughput_sources"] if not source.startswith(table)]
+    from_table = sorted(source for source in result["throughput_sources"] if source.startswith(table))
+    lines += ["", "throughput: " + "; ".join(measured + ([table] if from_table else []))]
+    lines += [f"  {source.removeprefix(table + '; ')}" for source in from_table if source != table]
     lines += [f"sizes of {name}: train {s['train']:,}, evaluated per epoch {s['evaluated_per_epoch']:,} ({s['source']})"
               for name, s in result["split_sizes"].items()]
     return "\n".join(lines)
@@ -244,36 +269,23 @@ def pack_size(configs: list[dict], gpu_memory: int, measured: dict | None = None
     """How many configurations of one group (runs that differ only in optimizer, schedule, lr and wd) to train in
     one process on one GPU of `gpu_memory` bytes (grid.py run and grid.py slurm --pack auto): as many as keep the
     GPU busy while one input path feeds them (model-alone rate / train.py rate, or the ceiling / INPUT_RATE), within
-    80% of the GPU's memory with the hungriest optimizer among them. Precision and compile mode are the runs' own."""
+    80% of the GPU's memory with the hungriest optimizer among them. Precision and compile mode are the runs' own.
+    A row whose train.py figure is derived from its model-alone one (train_py_from: the reference table's) says
+    nothing of the input path, so its ceiling is held against the input rate, as the reference table's are."""
     config = configs[0]
     precision, compiled = precision_of(config), bool(config.get("compile"))
     row = measured_row(measured, config["model"], precision, compiled)
-    if row:
+    if row and not row.get("train_py_from"):
         speed_bound = row["model_alone_img_per_s"] / row["train_py_img_per_s"]
+    elif row:
+        ceiling = row["model_alone_img_per_s"] * (row["img_size"] / config["img_size"]) ** 2
+        speed_bound = ceiling / (row.get("input_rate") or reference().input_rate)
     else:
         try:
             rate, _ = training_rate(config["model"], config["img_size"], precision)
         except errors.UsageError:
             return 1
-        speed_bound = rate / TRAIN_PY_EFFICIENCY / INPUT_RATE
+        speed_bound = rate / reference().efficiency / reference().input_rate
     memory = max(config_memory_bytes(config["model"], config["img_size"], config["batch_size"], precision, optimizer)
                  for optimizer in {c["optimizer"] for c in configs})
     return max(1, min(math.floor(speed_bound), math.floor(0.8 * gpu_memory / memory)))
-
-
-def show_estimate(manifest: str, paper: bool, precision: str | None, gpus: int, throughput: str | None,
-                  as_json: bool) -> int:
-    """grid.py estimate: GPU-hours and wall-clock of a manifest's runs, or of the paper's study."""
-    measured = load_throughput(throughput) if throughput else None
-    if paper:
-        rows, found = paper_study(precision or "bf16"), []
-    elif precision:
-        raise errors.UsageError(f"--precision {precision} is for --paper; a manifest's runs train in the "
-                                "precision they were planned with (grid.py plan ... --precision no|bf16)")
-    else:
-        entries = read_manifest(manifest)
-        rows = manifest_rows([e.config for e in entries])
-        found = [record for record in map(record_of, entries) if record]
-    result = estimate(rows, gpus, measured, found)
-    print(json.dumps(result, indent=2, sort_keys=True) if as_json else format_estimate(result))
-    return 0

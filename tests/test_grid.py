@@ -131,6 +131,8 @@ def test_plan_writes_the_paper_grid_with_train_pys_run_ids(split_file, tmp_path,
     assert sorted({e.config["wd"] for e in entries}) == [0.0, 1e-6, 1e-5, 1e-4, 1e-3]
     commands = capsys.readouterr().out.splitlines()
     assert len(commands) == 60 and all("train.py" in c and "--save-weights none" in c for c in commands)
+    plan_help = " ".join(grid.subcommand(grid.build_parser(), "plan").format_help().split())
+    assert "Every option not listed below goes to train.py as it is" in plan_help  # --weights, --epochs: train.py's
     for entry in entries[:3]:  # train.py's own planning of the same single configuration gives the same run id
         assert [run["run_id"] for run in plan_runs(list(entry.argv))] == [entry.run_id]
 
@@ -536,6 +538,23 @@ def test_estimate_of_the_paper_study_from_the_documented_table(tmp_path, monkeyp
     with pytest.raises(errors.UsageError, match="benchmarks/train_throughput.py"):
         estimate.training_rate("clip_vit_b16", 224, "bf16")
 
+    # the reference table is a file of the repository, in the format --throughput reads, naming its machine: passed
+    # as --throughput it gives the same estimate and the same packs as the default
+    assert estimate.REFERENCE.parent == REPO / "benchmarks"
+    reference = json.loads(estimate.REFERENCE.read_text())
+    assert "H200" in reference["machine"] and reference["train_py_efficiency"] == 0.77
+    capsys.readouterr()
+    assert grid.main(["estimate", "--paper", "--gpus", "8", "--json", "--throughput", str(estimate.REFERENCE)]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert from_file["gpu_hours"] == pytest.approx(result["gpu_hours"], rel=1e-4)  # its train.py figures: 0.1 img/s
+    assert from_file["by_dataset"] == pytest.approx(result["by_dataset"], rel=1e-4)
+    as_file = estimate.load_throughput(estimate.REFERENCE)
+    for model in ("alexnet", "resnet50", "deit_small"):
+        config = {"model": model, "img_size": 224, "batch_size": 128, "optimizer": "sgd", "precision": "auto"}
+        assert estimate.pack_size([config], 141 * 2**30, as_file) == estimate.pack_size([config], 141 * 2**30)
+    text = (REPO / "sweep" / "estimate.py").read_text() + (REPO / "README.md").read_text()
+    assert not re.search(r"gpu-baseline|gpu-2026|\.\./shared", text)  # nothing outside the repository
+
 
 def test_estimate_of_a_manifest_takes_each_runs_settings_and_the_records_split_sizes(tmp_path, monkeypatch, capsys):
     """The augmentation ablation's ResNet-50 weights cost what a ResNet-50 costs; a manifest's runs are estimated in
@@ -550,17 +569,35 @@ def test_estimate_of_a_manifest_takes_each_runs_settings_and_the_records_split_s
     entries = read_manifest("grid.jsonl")
     small = next(e for e in entries if e.model == "shufflenet_v2_x0_5")
     assert grid_py(["run", "--runs", small.run_id], tmp_path).returncode == 0
-    sizes = record_of(small)["dataset"]["split_sizes"]
+    record = record_of(small)
+    sizes = record["dataset"]["split_sizes"]
     capsys.readouterr()
-    assert grid.main(["estimate", "--json"]) == 0
+    assert grid.main(["estimate", "--json", "--device", "gpu"]) == 0  # as if these runs went to GPUs
     result = json.loads(capsys.readouterr().out)
-    assert result["precision"] == "fp32" and result["runs"] == 2
+    assert result["precision"] == "fp32" and result["runs"] == 2 and result["device"] == "gpu"
     assert result["split_sizes"]["hpa"]["evaluated_per_epoch"] == sizes["val"] + sizes["test_val"] > sizes["val"]
     rate = 1708 * 0.77 * (256 / 16) ** 2  # ResNet-50's fp32 figure, at 16 px
-    assert result["by_model"]["resnet50_augmix"] == pytest.approx(
-        (sizes["train"] + (sizes["val"] + sizes["test_val"]) / 3) / rate / 3600)
+    per_epoch = sizes["train"] + (sizes["val"] + sizes["test_val"]) / 3
+    assert result["by_model"]["resnet50_augmix"] == pytest.approx(per_epoch / rate / 3600)
     with pytest.raises(errors.UsageError, match="--precision bf16 is for --paper"):
         grid.main(["estimate", "--precision", "bf16"])
+
+    # as they are: the records trained on a CPU, so CPU process-hours at the speed the record measured, and the
+    # model no record measured yet is named with the way to measure it (not "0 GPU-hours")
+    assert record["runtime"]["device"] == "cpu"
+    assert grid.main(["estimate", "--json"]) == 0
+    on_cpu = json.loads(capsys.readouterr().out)
+    assert on_cpu["device"] == "cpu" and on_cpu["device_because"] == "its runs' records trained on a CPU"
+    measured = record["history"][0]["images_per_s"]
+    assert on_cpu["by_model"] == {"shufflenet_v2_x0_5": pytest.approx(per_epoch / measured / 3600)}
+    assert on_cpu["unmeasured"] == [{"dataset": "hpa", "model": "resnet50_augmix", "img_size": 16, "count": 1}]
+    assert grid.main(["estimate"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("2 runs on a CPU (fp32): ") and "GPU-hours" not in text
+    assert ("not costed, no CPU speed known: 1 run(s) of resnet50_augmix on hpa at 16 px; finish one of them (its "
+            "record measures the speed) or measure it with `python benchmarks/train_throughput.py --device cpu "
+            "--model resnet50_augmix --img-size 16 --json FILE` and pass --throughput FILE") in text
+    assert text.endswith("device: CPU, because its runs' records trained on a CPU\n")
 
 
 def test_auto_pack_fills_a_fast_models_gpu_within_its_memory():

@@ -44,6 +44,9 @@ def test_full_run_writes_a_complete_record(complete_run, split_file):
     assert record["dataset"]["split_sha256"] == fileio.sha256_file(split_file)
     assert record["dataset"]["split_sizes"]["train"] == 160 and record["dataset"]["split_sizes"]["val"] == 91
     assert record["model"]["weights_loaded"] == "random" and record["model"]["params"] > 1e6
+    # the model's default size (the paper's 256) and the size this run trains at, each named for what it is
+    assert (record["model"]["default_input_size"], record["config"]["img_size"]) == (256, 16)
+    assert "input_size" not in record["model"]
     assert record["config"]["optimizer"] == "sgd" and record["config"]["batch_size"] == 32
     assert record["versions"]["torch"] and "train.py" in record["command"]
 
