@@ -1,6 +1,6 @@
 """Appendix N: does the average over the other real-world datasets predict a dataset better than ImageNet? Nested
-OLS F-tests (N.1), Spearman correlations with a paired bootstrap test of their difference (N.2), and the benchmark
-score leaderboard (section 6).
+OLS F-tests (N.1), and Spearman correlations with a paired bootstrap test of their difference (N.2), read both ways
+(n2_readings).
 """
 from __future__ import annotations
 
@@ -103,20 +103,17 @@ def n2_readings(row: dict[str, float]) -> dict[str, bool]:
 
 def appendix_n(best: list[Best], datasets: Sequence[str], n_boot: int = 10000, level: float = 0.95,
                seed: int = 0) -> dict[str, Any]:
-    """Nested OLS F-tests, Spearman correlations with their difference test, and the benchmark score over
-    `datasets` (Appendix N, §6).
+    """Nested OLS F-tests and Spearman correlations with their difference test over `datasets` (Appendix N).
 
     Each dataset's reported metric is logit-transformed and standardised across models, and so is ImageNet top-1.
     For each dataset d, three models of d's score: ImageNet only, the average of the other datasets' scores only,
     and both; F-tests ask whether the average adds to ImageNet and whether ImageNet adds to the average. Only
     models with a result and a known ImageNet top-1 on every dataset enter, and not the groups drawn apart from the
-    trends (CLIP, not pretrained on ImageNet). The leaderboard ranks models by the
-    paper's benchmark score, "simply using the average accuracy across our tasks" [§6]: the plain average of each
-    dataset's metric on 0-100, with the average standardised logit score beside it.
+    trends (CLIP, not pretrained on ImageNet). The benchmark score (§6) is analysis/benchmark.py's.
     """
     datasets = list(datasets)
     result: dict[str, Any] = {"datasets": datasets, "models": [], "left_out": [], "ols": [], "f_tests": [],
-                              "spearman": [], "leaderboard": [], "note": None}
+                              "spearman": [], "note": None}
     if len(datasets) < MIN_APPENDIX_N_DATASETS:
         result["note"] = (f"skipped: needs at least {MIN_APPENDIX_N_DATASETS} datasets, has {len(datasets)} "
                           f"({', '.join(datasets) or 'none'})")
@@ -173,14 +170,4 @@ def appendix_n(best: list[Best], datasets: Sequence[str], n_boot: int = 10000, l
                                  level=level, seed=seed)}
         result["spearman"].append({**row, **n2_readings(row)})
 
-    score = np.mean([percent[d] for d in datasets], axis=0)
-    z_score = np.mean([z[d] for d in datasets], axis=0)
-    order = np.lexsort((-z_score, -score))  # by the paper's score; the standardised one breaks a tie
-    imagenet_rank = stats.rankdata(-top1, method="min")
-    for rank, i in enumerate(order, start=1):
-        result["leaderboard"].append({"rank": rank, "model": included[i], "score": float(score[i]),
-                                      "standardised_logit_score": float(z_score[i]), "imagenet_top1": float(top1[i]),
-                                      "imagenet_rank": int(imagenet_rank[i]),
-                                      **{d: float(percent[d][i]) for d in datasets},
-                                      **{f"z_{d}": float(z[d][i]) for d in datasets}})
     return result

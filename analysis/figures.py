@@ -33,6 +33,7 @@ ALL_COLOUR, ABOVE_COLOUR, POINT_COLOUR = "tab:green", "tab:blue", "black"
 # models drawn beside the trends, not fitted (trends.drawn_apart: CLIP)
 SEPARATE_COLOUR, SEPARATE_LABEL = "tab:orange", "CLIP (LP-FT), not fitted"
 RANDOM_LABEL = "random initialisation (hollow; x: the architecture's top-1)"
+NEW_COLOUR, NEW_LABEL = "tab:red", "new (beside the reference's models)"
 GROUP_COLOURS = {"web-scraped": "tab:blue", "real-world": "tab:orange"}  # fid.py's two kinds of dataset
 TEXT_SIZE, SMALL_SIZE, MARKER_SIZE = 8, 6, 4
 # Where a point's number may go, in points from the point: the closest positions first, then further out.
@@ -72,9 +73,11 @@ def model_numbers(best: list[Best]) -> dict[str, int]:
 
 
 def add_key(figure: Figure, numbers: dict[str, int], best: list[Best]) -> None:
-    """The key under the figure: each number and its model (with ImageNet top-1)."""
+    """The key under the figure: each number and its model (with ImageNet top-1; "NEW" for a new model)."""
     top1 = {b.model: b.imagenet_top1 for b in best}
-    labels = [f"{n}  {m}" + (f" ({top1[m]:.1f}%)" if top1.get(m) is not None else "") for m, n in numbers.items()]
+    new = {b.model for b in best if b.new}
+    labels = [f"{n}  {m}" + (f" ({top1[m]:.1f}%)" if top1.get(m) is not None else "") + (" NEW" if m in new else "")
+              for m, n in numbers.items()]
     handles = [Line2D([], [], linestyle="none") for _ in labels]
     columns = max(1, min(5, len(labels), int(figure.get_figwidth() // 1.6)))  # an entry takes about 1.5 inches
     figure.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=SMALL_SIZE,
@@ -148,14 +151,18 @@ def _error_bars(rows: list[Best], scale: float, transform=lambda v: v) -> tuple[
 
 def _style(row: Best) -> dict[str, Any]:
     """How a point is drawn: a black circle; a star for the groups drawn apart (the CLIP towers, as the paper's
-    Figure 8 draws them: beside the ImageNet models' trends, not fitted); hollow when the model was fine-tuned
-    from random weights, since the x (its architecture's ImageNet top-1) then says nothing about its weights."""
+    Figure 8 draws them: beside the ImageNet models' trends, not fitted); a red diamond for a new model (analysed
+    against a results file); hollow when the model was fine-tuned from random weights, since the x (its
+    architecture's ImageNet top-1) then says nothing about its weights."""
     apart = drawn_apart(row)
-    colour = SEPARATE_COLOUR if apart else POINT_COLOUR
-    style = {"fmt": "*" if apart else "o", "markersize": 9 if apart else MARKER_SIZE, "color": colour,
-             "ecolor": colour, "label": SEPARATE_LABEL if apart else None}
+    colour = NEW_COLOUR if row.new else SEPARATE_COLOUR if apart else POINT_COLOUR
+    label = ", ".join(([NEW_LABEL] if row.new else []) + ([SEPARATE_LABEL] if apart else [])
+                      + ([RANDOM_LABEL] if row.random_init else [])) or None
+    style = {"fmt": "*" if apart else "D" if row.new else "o",
+             "markersize": 9 if apart else MARKER_SIZE + (1 if row.new else 0), "color": colour, "ecolor": colour,
+             "label": label}
     if row.random_init:
-        style.update(markerfacecolor="white", label=(f"{SEPARATE_LABEL}, " if apart else "") + RANDOM_LABEL)
+        style["markerfacecolor"] = "white"
     return style
 
 
@@ -262,6 +269,37 @@ def plot_model_size(best: list[Best], fits: list[dict[str, Any]], threshold: flo
             ax.legend(fontsize=SMALL_SIZE, loc="best")
     add_key(figure, {m: n for m, n in numbers.items() if m in {b.model for b in rows}}, rows)
     place_numbers(figure, requests)
+    return figure
+
+
+def plot_benchmark(rows: list[dict[str, Any]], datasets: Sequence[str], level: float) -> Figure:
+    """The leaderboard (analysis/benchmark.py's rows, best first) as a figure: each model's benchmark score with
+    its interval, top down by rank, new models as red diamonds, random-init ones hollow, and between neighbours the
+    share of resamples on which the upper one scores higher."""
+    figure, (ax,) = new_figure(1, width=7.0, height=1.4 + 0.3 * len(rows))
+    positions = np.arange(len(rows))[::-1].astype(float)  # rank 1 on top
+    for row, y in zip(rows, positions):
+        colour = NEW_COLOUR if row["new"] else POINT_COLOUR
+        low, high = row["score_low"], row["score_high"]
+        bars = None if math.isnan(low) else [[max(row["score"] - low, 0.0)], [max(high - row["score"], 0.0)]]
+        ax.errorbar([row["score"]], [y], xerr=bars, fmt="D" if row["new"] else "o", color=colour, ecolor=colour,
+                    markersize=MARKER_SIZE + 1, capsize=2, elinewidth=0.8,
+                    markerfacecolor="white" if row["random_init"] else colour)
+    ax.set_yticks(positions, labels=[f"{row['rank']}. {row['model']}" + (" (new)" if row["new"] else "")
+                                     + (" (random init)" if row["random_init"] else "") for row in rows],
+                  fontsize=SMALL_SIZE + 1)
+    for label, row in zip(ax.get_yticklabels(), rows):
+        if row["new"]:
+            label.set_color(NEW_COLOUR)
+    for row, y in zip(rows[:-1], positions[:-1]):
+        if row["p_above_next"] is not None and not math.isnan(row["p_above_next"]):
+            ax.annotate(f"{row['p_above_next']:.2f}", (1.0, y - 0.5), xycoords=("axes fraction", "data"),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=SMALL_SIZE, color="dimgray")
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(f"benchmark score: mean of {', '.join(datasets)} (0-100), {level:.0%} interval",
+                  fontsize=TEXT_SIZE)
+    ax.set_title("Benchmark score [§6]; right: share of resamples ranking each model above the next",
+                 fontsize=TEXT_SIZE)
     return figure
 
 

@@ -4,7 +4,7 @@ intervals -> trend fits -> Appendix N -> figures (drawn one at a time by report.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,9 @@ from scipy import stats
 
 from analysis import figures as plots
 from analysis.appendix_n import appendix_n
-from analysis.reading import dataset_order, expand_inputs, filter_runs, load_runs, runs_with_metric
+from analysis.benchmark import leaderboard
+from analysis.reading import Run, dataset_order, expand_inputs, filter_runs, load_runs, runs_with_metric
+from analysis.reference import Reference, join, read_reference
 from analysis.selection import (
     Best,
     attach_intervals,
@@ -23,6 +25,7 @@ from analysis.selection import (
     grid_coverage,
     mixed_settings,
     model_facts,
+    row_order,
     select_best,
 )
 from analysis.trends import (
@@ -51,6 +54,9 @@ class Analysis:
     trends: list[dict[str, Any]]
     size_trends: list[dict[str, Any]]
     appendix_n: dict[str, Any]
+    benchmark: dict[str, Any]  # the §6 score: {"datasets", "rows", "left_out", "note"} (analysis/benchmark.py)
+    replicates: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # resampled reported metric
+    run_commits: list[str] = field(default_factory=list)  # the toolkit commits the runs (and references) used
     comparison: dict[str, Any] | None = None  # --compare KEY: {"key", "rows"} (Appendix G)
 
 
@@ -58,50 +64,38 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
             model_names: Sequence[str] | None = None, metric: str | None = None, threshold: float = 70.0,
             slope_threshold: float = 0.05, use_logit: bool = False, n_boot: int = 10000, level: float = 0.95,
             seed: int = 0, grid: str = "per-optimizer", compare: str | None = None,
-            clip_x: str = "linear-probe") -> Analysis:
-    """Every table and number of the analysis, from run record paths (files or folders).
+            clip_x: str = "linear-probe", references: Sequence[str | Path] = ()) -> Analysis:
+    """Every table and number of the analysis, from run record paths (files or folders) and results files
+    (`references`, analyze.py --reference: their rows join the runs', which are marked new).
 
-    Raises errors.UsageError when --datasets or --models name something no record has, or no dataset's records
-    hold `metric`.
+    Raises errors.UsageError when --datasets or --models name something no record or results file has, or no
+    dataset's records hold `metric`; errors.UsageError or DataError when a results file cannot be compared.
     """
     settings = {"datasets": list(datasets) if datasets else None, "models": list(model_names) if model_names else None,
                 "metric": metric, "threshold": threshold, "slope_threshold": slope_threshold, "logit": use_logit,
-                "n_boot": n_boot, "level": level, "seed": seed, "grid": grid, "compare": compare, "clip_x": clip_x}
+                "n_boot": n_boot, "level": level, "seed": seed, "grid": grid, "compare": compare, "clip_x": clip_x,
+                "references": [str(p) for p in references]}
     inputs = [str(p) for p in expand_inputs(paths)]
     runs, warnings = load_runs(paths)
-    runs = filter_runs(runs, datasets, model_names)
+    published = [read_reference(path, clip_x) for path in references]
+    runs = filter_runs(runs, datasets, model_names, [(b.dataset, b.model) for r in published for b in r.rows])
+    published = [_filtered(reference, datasets, model_names) for reference in published]
     if metric is not None and any(r.status == runrecord.COMPLETE for r in runs):
         runs, metric_warnings = runs_with_metric(runs, metric)
         warnings += metric_warnings
-    notes = []
-    halved = sum(run.stopped_by_halving for run in runs)
-    if halved:
-        notes.append(f"{halved} run(s) stopped early by successive halving (grid.py run --halving), not counted: "
-                     f"other configurations of their model did better at an earlier epoch; their configurations are "
-                     f"not listed as missing")
-
+    notes = _run_notes(runs)
     facts = model_facts(runs, clip_x)
-    unknown_top1 = [name for name, fact in facts.items() if fact.imagenet_top1 is None]
-    untrained = sorted({r.model for r in runs if r.random_init})
-    if untrained:
-        notes.append(f"trained from random initialisation (weights_loaded random), so ImageNet top-1 does not "
-                     f"describe them; drawn hollow in the figures and marked random_init in the tables: "
-                     f"{', '.join(untrained)}")
-    for dataset in sorted({r.dataset for r in runs if r.papers_split is False}):
-        splits = sorted({r.split_description for r in runs if r.dataset == dataset and r.papers_split is False})
-        notes.append(f"{dataset}: NOT the paper's split, so not the paper's experiment: {'; '.join(splits)}")
-    from_file = sorted({r.model for r in runs if str(r.weights_loaded).startswith("file:")})
-    if from_file:
-        notes.append(f"fine-tuned from weights files, whose ImageNet top-1 may differ from the one used here: "
-                     f"{', '.join(from_file)}")
     best = select_best(runs, facts, metric)
     warnings += mixed_settings(runs, best)
-    warnings += attach_intervals(best, runs, level=level, n_boot=n_boot, seed=seed)
+    interval_warnings, replicates = attach_intervals(best, runs, level=level, n_boot=n_boot, seed=seed)
+    best, replicates, join_warnings = join(best, replicates, published, settings)
+    best.sort(key=row_order)
+    warnings += interval_warnings + join_warnings
+
     trends = trend_fits(best, threshold, slope_threshold, use_logit, n_boot=n_boot, level=level, seed=seed)
     for dataset in sorted({b.dataset for b in best}, key=dataset_order):
         if len(fit_points(best, dataset)) < MIN_FIT_MODELS:
             notes.append(f"{dataset}: no trend fit, fewer than {MIN_FIT_MODELS} models with a known ImageNet top-1")
-
     present = sorted({b.dataset for b in best}, key=dataset_order)
     chosen = present if datasets else [d for d in present if d in REAL_WORLD]
     part_n = appendix_n(best, chosen, n_boot=n_boot, level=level, seed=seed)
@@ -114,11 +108,49 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
         notes.append(f"drawn beside the trends and left out of the fits and Appendix N, as the paper's Figure 8 "
                      f"does, at their {clip_x} ImageNet top-1 (--clip-x): {', '.join(apart)} (the numbers and their "
                      f"sources: python models.py --json)")
+    if published:
+        notes.append(f"analysed against {len(published)} results file(s) ({', '.join(r.path for r in published)}): "
+                     f"the runs' models are new: " + (", ".join(sorted({b.model for b in best if b.new})) or "none"))
     comparison = {"key": compare, "rows": compare_by(runs, compare, metric)} if compare else None
     return Analysis(settings=settings, inputs=inputs, warnings=warnings, notes=notes, best=best,
-                    coverage=grid_coverage(runs, grid), unknown_top1=unknown_top1, trends=trends,
+                    coverage=grid_coverage(runs, grid),
+                    unknown_top1=sorted({b.model for b in best if b.imagenet_top1 is None}), trends=trends,
                     size_trends=size_fits(best, threshold, n_boot=n_boot, level=level, seed=seed), appendix_n=part_n,
+                    benchmark=leaderboard(best, chosen, replicates, level), replicates=replicates,
+                    run_commits=sorted({r.git_commit for r in runs if r.git_commit}
+                                       | {c for r in published for c in r.run_commits}),
                     comparison=comparison)
+
+
+def _filtered(reference: Reference, datasets: Sequence[str] | None, model_names: Sequence[str] | None) -> Reference:
+    """A results file's rows of the requested datasets and models (all when none are named)."""
+    reference.rows = [b for b in reference.rows if (not datasets or b.dataset in datasets)
+                      and (not model_names or b.model in model_names)]
+    return reference
+
+
+def _run_notes(runs: list[Run]) -> list[str]:
+    """What the reader should know about the runs themselves: halving, random weights, splits that are not the
+    paper's (another method, or the paper's method on other data than the published), weights files."""
+    notes = []
+    halved = sum(run.stopped_by_halving for run in runs)
+    if halved:
+        notes.append(f"{halved} run(s) stopped early by successive halving (grid.py run --halving), not counted: "
+                     f"other configurations of their model did better at an earlier epoch; their configurations are "
+                     f"not listed as missing")
+    untrained = sorted({r.model for r in runs if r.random_init})
+    if untrained:
+        notes.append(f"trained from random initialisation (weights_loaded random), so ImageNet top-1 does not "
+                     f"describe them; drawn hollow in the figures and marked random_init in the tables: "
+                     f"{', '.join(untrained)}")
+    for dataset in sorted({r.dataset for r in runs if r.papers_split is False}):
+        splits = sorted({r.split_description for r in runs if r.dataset == dataset and r.papers_split is False})
+        notes.append(f"{dataset}: NOT the paper's split, so not the paper's experiment: {'; '.join(splits)}")
+    from_file = sorted({r.model for r in runs if str(r.weights_loaded).startswith("file:")})
+    if from_file:
+        notes.append(f"fine-tuned from weights files, whose ImageNet top-1 may differ from the one used here: "
+                     f"{', '.join(from_file)}")
+    return notes
 
 
 def nothing_to_analyse(analysis: Analysis) -> errors.DataError:
@@ -150,6 +182,9 @@ def make_figures(analysis: Analysis) -> tuple[dict[str, Callable[[], Figure]], l
         if settings["logit"]:
             drawers["figure1-logit"] = partial(plots.plot_trends, best, analysis.trends, settings["threshold"],
                                                axes_kind="logit")
+    if analysis.benchmark["rows"]:
+        drawers["benchmark"] = partial(plots.plot_benchmark, analysis.benchmark["rows"],
+                                       analysis.benchmark["datasets"], settings["level"])
     numbers = plots.model_numbers(best)
     for dataset in sorted({b.dataset for b in best}, key=dataset_order):
         points = sorted(fit_points(best, dataset), key=lambda b: b.imagenet_top1)

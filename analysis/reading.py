@@ -267,11 +267,13 @@ def load_runs(paths: Sequence[str | Path]) -> tuple[list[Run], list[str]]:
     return consistent, warnings
 
 
-def filter_runs(runs: list[Run], datasets: Sequence[str] | None, model_names: Sequence[str] | None) -> list[Run]:
-    """The runs of the requested datasets and models. A requested name that no run has is a UsageError naming it
-    and listing the names present (a typo would otherwise look like missing results)."""
-    for kind, wanted, present in (("dataset", datasets, {r.dataset for r in runs}),
-                                  ("model", model_names, {r.model for r in runs})):
+def filter_runs(runs: list[Run], datasets: Sequence[str] | None, model_names: Sequence[str] | None,
+                elsewhere: Sequence[tuple[str, str]] = ()) -> list[Run]:
+    """The runs of the requested datasets and models. A requested name that no run has (nor any (dataset, model)
+    of `elsewhere`: the results files analysed with them) is a UsageError naming it and listing the names present
+    (a typo would otherwise look like missing results)."""
+    for kind, wanted, present in (("dataset", datasets, {r.dataset for r in runs} | {d for d, _ in elsewhere}),
+                                  ("model", model_names, {r.model for r in runs} | {m for _, m in elsewhere})):
         unknown = [name for name in wanted or () if name not in present]
         if unknown:
             close = {name: difflib.get_close_matches(name, present, n=1) for name in unknown}

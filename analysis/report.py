@@ -29,6 +29,9 @@ from training.recipe import TUNED
 MAX_CELL = 200  # characters of text shown in a Markdown cell; the CSV has all of it
 TREND_COLUMNS = ["dataset", "metric", "split", "axes", "subset", "n", "slope", "slope_low", "slope_high",
                  "intercept", "r", "r_low", "r_high", "r_p", "no_progress"]
+LEADERBOARD_COLUMNS = ["rank", "model", "new", "score", "score_low", "score_high", "n_boot_used", "p_above_next",
+                       "rank_low", "rank_high", "imagenet_top1", "imagenet_rank", "top1_source", "group",
+                       "random_init", "origin", "standardised_logit_score"]  # then one column per dataset
 SIZE_COLUMNS = ["dataset", "metric", "split", "x", "subset", "n", "slope", "slope_low", "slope_high", "intercept",
                 "r", "r_low", "r_high", "r_p"]
 
@@ -74,7 +77,7 @@ def tables(analysis: Analysis) -> dict[str, tuple[list[dict[str, Any]], list[str
         "diverged": (coverage["diverged"], grid_columns + ["diverged_epoch", "run_id", "record"]),
         "failed": (coverage["failed"], grid_columns + ["error", "run_id", "record"]),
         "missing": (coverage["missing"], grid_columns),
-        "trends": (analysis.trends, TREND_COLUMNS + ["metric_scale", "models", "random_init"]),
+        "trends": (analysis.trends, TREND_COLUMNS + ["metric_scale", "models", "random_init", "new"]),
         "size_trends": (analysis.size_trends, SIZE_COLUMNS + ["metric_scale", "models"]),
         "appendix_n_ols": (part_n["ols"], ["dataset", "model", "intercept", "imagenet_coef", "average_coef", "r2",
                                            "rss", "df_resid"]),
@@ -83,9 +86,7 @@ def tables(analysis: Analysis) -> dict[str, tuple[list[dict[str, Any]], list[str
                                                      "p_average", "difference", "difference_low",
                                                      "difference_high", "p_difference", "n_boot_used",
                                                      "higher_and_significant", "difference_significant"]),
-        "leaderboard": (part_n["leaderboard"], ["rank", "model", "score", "standardised_logit_score",
-                                                "imagenet_top1", "imagenet_rank",
-                                                *part_n["datasets"], *[f"z_{d}" for d in part_n["datasets"]]]),
+        "leaderboard": (analysis.benchmark["rows"], LEADERBOARD_COLUMNS + analysis.benchmark["datasets"]),
         "skipped": ([{"warning": w} for w in analysis.warnings], ["warning"]),
         "comparison": (analysis.comparison["rows"] if analysis.comparison else [],
                        ["dataset", "model", "value", "metric", "split", "result", "configurations", "run_id"]),
@@ -105,8 +106,7 @@ def empty_reasons(analysis: Analysis) -> dict[str, str]:
         "trends": "no model outside the groups drawn apart has a known ImageNet top-1, which the fits need",
         "size_trends": "no model outside the groups drawn apart has a known parameter count",
         "appendix_n_ols": skipped, "appendix_n_f_tests": skipped, "appendix_n_spearman": skipped,
-        "leaderboard": f"the benchmark score here comes with Appendix N, which was skipped: {part_n['note']}"
-                       if part_n["note"] else "no model has a result on every dataset",
+        "leaderboard": analysis.benchmark["note"] or "no model to score",
         "skipped": "every input file was used",
         "comparison": "no --compare setting was given",
     }
@@ -128,12 +128,12 @@ def comparison_tables(comparison: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _with_interval(value: float | None, low: float, high: float) -> str:
+def _with_interval(value: float | None, low: float, high: float, digits: int = 4) -> str:
     if value is None:
         return ""
     if math.isnan(low) or math.isnan(high):
-        return f"{value:.4f}"
-    return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def best_table(rows: list[Best]) -> str:
@@ -210,6 +210,49 @@ def n2_summary(rows: list[dict[str, Any]], total: int) -> list[str]:
     return lines
 
 
+def leaderboard_section(analysis: Analysis) -> list[str]:
+    """The benchmark score [§6] per model with its interval, how often it ranks above the next model and its rank
+    range across resamples; new models (analysed against a results file) in bold."""
+    board, level = analysis.benchmark, analysis.settings["level"]
+    lines = ["## Benchmark score (§6)", "",
+             f"The paper's proposal, \"the average accuracy across our tasks\": each model's plain average of its "
+             f"reported metric (0-100) over {', '.join(board['datasets']) or 'no dataset'}. Brackets: "
+             f"{level:.0%} interval from {analysis.settings['n_boot']} resamples of every dataset's test samples "
+             f"(each dataset resampled independently, the same resamples for every model; on each resample the "
+             f"model's score is the average of its metric over the datasets). `P(above next)`: the share of those "
+             f"resamples on which the model scores above the next one down; `rank range`: the central {level:.0%} "
+             f"of its rank across them. Only sampling error of the test sets is measured, not the training run's "
+             f"own randomness.", ""]
+    if any("successive halving" in note for note in analysis.notes):
+        lines += ["Configurations were chosen by successive halving (grid.py run --halving): each score is that "
+                  "of the configuration it kept.", ""]
+    table = [{"rank": row["rank"],
+              "model": (f"**{row['model']}** (new)" if row["new"] else row["model"])
+              + (" (random init)" if row["random_init"] else ""),
+              "score": _with_interval(row["score"], row["score_low"], row["score_high"], digits=2),
+              "P(above next)": row["p_above_next"],
+              "rank range": "" if math.isnan(row["rank_low"]) else f"{row['rank_low']:g}-{row['rank_high']:g}",
+              "ImageNet top-1": row["imagenet_top1"], **{d: row[d] for d in board["datasets"]}}
+             for row in board["rows"]]
+    columns = ["rank", "model", "score", "P(above next)", "rank range", "ImageNet top-1", *board["datasets"]]
+    lines += [markdown_table(table, columns, board["note"])]
+    if board["left_out"]:
+        lines += ["Not scored: " + "; ".join(f"{x['model']} ({x['reason']})" for x in board["left_out"]), ""]
+    return lines
+
+
+def benchmark_summary(analysis: Analysis) -> list[str]:
+    """The summary's line on the benchmark score: the top model and every new one, with intervals."""
+    rows = analysis.benchmark["rows"]
+    if not rows:
+        return []
+    shown = [rows[0]] + [row for row in rows[1:] if row["new"]]
+    return [f"- Benchmark score [§6] over {len(analysis.benchmark['datasets'])} dataset(s), {len(rows)} models: "
+            + "; ".join(f"{row['model']}{' (new)' if row['new'] else ''} rank {row['rank']}, "
+                        f"{_with_interval(row['score'], row['score_low'], row['score_high'], digits=2)}"
+                        for row in shown)]
+
+
 def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out: Path) -> str:
     """The report a person reads: summary, what was left out, every table, and links to the figures."""
     settings = analysis.settings
@@ -219,7 +262,7 @@ def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out
              f"{settings['slope_threshold']:g}, {settings['level']:.0%} intervals from {settings['n_boot']} bootstrap "
              f"resamples (seed {settings['seed']}), grid = {settings['grid']}"
              + (f", metric {settings['metric']}" if settings["metric"] else "") + ".", ""]
-    lines += ["## Summary", ""] + summary_lines(analysis) + [""]
+    lines += ["## Summary", ""] + summary_lines(analysis) + benchmark_summary(analysis) + [""]
     if analysis.warnings:
         lines += ["## Files and results left out", ""] + [f"- {cell_text(w, 1000)}" for w in analysis.warnings] + [""]
     if analysis.notes:
@@ -247,7 +290,8 @@ def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out
     lines += ["## Trend fits (Figure 1, Table 2)", "",
               "Metric (x100 when stored as a fraction) regressed on ImageNet top-1 (%); slope on 0-100 axes, "
               f"bootstrap interval over models. `no_progress`: slope below {settings['slope_threshold']:g}.", "",
-              markdown_table(analysis.trends, TREND_COLUMNS, why.get("trends")),
+              markdown_table(analysis.trends, TREND_COLUMNS + (["new"] if settings["references"] else []),
+                             why.get("trends")),
               "## Model size (Appendix L)", "",
               "Metric (0-100) regressed on log10(parameter count): the slope is the change per tenfold parameters.",
               "", markdown_table(analysis.size_trends, SIZE_COLUMNS, why.get("size_trends"))]
@@ -255,6 +299,7 @@ def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out
         png = next(p for p in files if p.suffix == ".png")
         lines += [f"![{name}]({png.relative_to(out).as_posix()})", ""]
 
+    lines += leaderboard_section(analysis)
     if analysis.comparison:
         lines += [f"## Comparison by {analysis.comparison['key']} (Appendix G)", "",
                   f"Each cell: the best configuration among the runs with that {analysis.comparison['key']}, "
@@ -280,8 +325,7 @@ def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out
     if part_n["left_out"]:
         lines += ["Left out: " + "; ".join(f"{x['model']} ({x['reason']})" for x in part_n["left_out"]), ""]
     for title, name in (("Nested F-tests", "appendix_n_f_tests"), ("OLS fits", "appendix_n_ols"),
-                        ("N.2: Spearman rank correlations and their difference", "appendix_n_spearman"),
-                        ("Benchmark score (average metric, 0-100)", "leaderboard")):
+                        ("N.2: Spearman rank correlations and their difference", "appendix_n_spearman")):
         if all_tables[name][0]:
             lines += [f"### {title}", "", markdown_table(*all_tables[name])]
     return "\n".join(lines)

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import metrics
+import numpy as np
+
+from analysis import resampling
 from analysis.reading import COMPARED_SETTINGS, Run, dataset_order
 from common import choice, runrecord
 from nets import registry
@@ -36,32 +38,35 @@ CLIP_X = ("linear-probe", "zero-shot")  # analyze.py --clip-x: which ImageNet to
 
 
 def model_facts(runs: list[Run], clip_x: str = "linear-probe") -> dict[str, ModelFacts]:
-    """ImageNet top-1 and size of every model the runs name: from models.py, else from the records themselves.
+    """ImageNet top-1 and size of every model the runs name: from models.py, else from the records themselves."""
+    facts = {}
+    for name in sorted({run.model for run in runs}):
+        own = [run for run in runs if run.model == name and run.imagenet_top1 is not None]
+        record = ModelFacts(own[0].imagenet_top1 if own else None, "record" if own else "unknown",
+                            next((r.params for r in runs if r.model == name and r.params is not None), None), None,
+                            own[0].top1_reference if own else None)
+        facts[name] = facts_of(name, record, clip_x)
+    return facts
+
+
+def facts_of(name: str, recorded: ModelFacts, clip_x: str = "linear-probe") -> ModelFacts:
+    """A model's facts: the registry's where it has the model (its top-1 wins over a recorded one), else
+    `recorded` (what its records, or a results file, say).
 
     A CLIP tower's top-1 in models.py is the CLIP paper's linear-probe accuracy, where the paper's Figure 8 draws
     it; `clip_x` "zero-shot" takes the registry's zero-shot figure instead (source "models.py (zero-shot)").
     """
-    facts = {}
-    for name in sorted({run.model for run in runs}):
-        own = [run for run in runs if run.model == name]
-        record_top1 = next((r.imagenet_top1 for r in own if r.imagenet_top1 is not None), None)
-        record_params = next((r.params for r in own if r.params is not None), None)
-        entry = registry.REGISTRY.get(name)
-        registry_top1 = choice.finite(getattr(entry, "imagenet_top1", None))
-        zero_shot = choice.finite(getattr(entry, "zero_shot_top1", None))
-        if clip_x == "zero-shot" and zero_shot is not None:
-            top1, source, reference = zero_shot, "models.py (zero-shot)", entry.zero_shot_source
-        elif registry_top1 is not None:
-            top1, source, reference = registry_top1, "models.py", entry.top1_source
-        elif record_top1 is not None:
-            reference = next((r.top1_reference for r in own if r.imagenet_top1 is not None), None)
-            top1, source = record_top1, "record"
-        else:
-            top1, source, reference = None, "unknown", None
-        params = getattr(entry, "params", None)
-        facts[name] = ModelFacts(top1, source, params if isinstance(params, int) else record_params,
-                                 getattr(entry, "group", None), reference)
-    return facts
+    entry = registry.REGISTRY.get(name)
+    if entry is None:
+        return recorded
+    registry_top1 = choice.finite(entry.imagenet_top1)
+    zero_shot = choice.finite(entry.zero_shot_top1)
+    params = entry.params if isinstance(entry.params, int) else recorded.params
+    if clip_x == "zero-shot" and zero_shot is not None:
+        return ModelFacts(zero_shot, "models.py (zero-shot)", params, entry.group, entry.zero_shot_source)
+    if registry_top1 is not None:
+        return ModelFacts(registry_top1, "models.py", params, entry.group, entry.top1_source)
+    return ModelFacts(recorded.imagenet_top1, recorded.top1_source, params, entry.group, recorded.top1_reference)
 
 
 @dataclass
@@ -93,6 +98,11 @@ class Best:
     configurations: int  # how many complete configurations the choice was made among
     random_init: bool = False  # fine-tuned from random weights: imagenet_top1 is its architecture's, not its own
     top1_reference: str | None = None  # where imagenet_top1 comes from, in words
+    split_sha256: str | None = None  # of the split file the chosen run trained and was scored on
+    report_samples: int | None = None  # samples of the reported split (from its predictions)
+    report_ids_sha256: str | None = None  # of their ids in resampling order: equal digests share resamples
+    origin: str = "runs"  # "runs", or the results file (analyze.py --reference) the row was read from
+    new: bool = False  # analysed against a reference: a row of the runs given, drawn and listed as new
     selection_low: float = math.nan
     selection_high: float = math.nan
     report_low: float = math.nan
@@ -157,22 +167,29 @@ def select_best(runs: list[Run], facts: dict[str, ModelFacts], metric: str | Non
             report_split=chosen.report_split, report_value=chosen.value(chosen.report_split, name),
             extra_split=extra, extra_value=chosen.value(extra, name) if extra else None,
             imagenet_top1=fact.imagenet_top1, top1_source=fact.top1_source, params=fact.params, group=fact.group,
-            configurations=len(group), random_init=chosen.random_init, top1_reference=fact.top1_reference))
-    return sorted(rows, key=lambda b: (dataset_order(b.dataset),
-                                       b.imagenet_top1 if b.imagenet_top1 is not None else math.inf, b.model))
+            configurations=len(group), random_init=chosen.random_init, top1_reference=fact.top1_reference,
+            split_sha256=chosen.settings.get("split_sha256")))
+    return sorted(rows, key=row_order)
+
+
+def row_order(row: Best) -> tuple:
+    """The order of rows in every table: dataset registry order, then ImageNet top-1 (unknown last), then name."""
+    return dataset_order(row.dataset), row.imagenet_top1 if row.imagenet_top1 is not None else math.inf, row.model
 
 
 def attach_intervals(best: list[Best], runs: list[Run], level: float = 0.95, n_boot: int = 10000,
-                     seed: int = 0) -> list[str]:
-    """Fill in each chosen run's intervals (selection, reported and extra split) from its saved predictions, and
-    return a warning per problem. Only the analysed metric is bootstrapped; the models of a dataset share their
-    resamples (metrics.intervals), one dataset and split at a time so that memory stays small.
+                     seed: int = 0) -> tuple[list[str], dict[tuple[str, str], np.ndarray]]:
+    """Fill in each chosen run's intervals (selection, reported and extra split) from its saved predictions; return
+    a warning per problem, and each (dataset, model)'s values of the analysed metric on its dataset's resamples of
+    the reported split (what the benchmark score's interval and ranks are computed from).
 
+    Only the analysed metric is bootstrapped. The models of a dataset share its resamples (analysis/resampling.py:
+    the dataset's own seed, samples in order of id), one dataset and split at a time so that memory stays small.
     The value stays the one the record holds; a recomputed value that disagrees with it is reported, since it
     means the predictions file does not belong to the record's best epoch.
     """
     by_path = {str(run.path): run for run in runs}
-    warnings = []
+    warnings, replicates = [], {}
     pairs = sorted(((which, b) for b in best for which in ("selection", "report", "extra")), key=_scored_together)
     for (_, which, *_), rows in itertools.groupby(pairs, key=_scored_together):
         items = []
@@ -189,32 +206,35 @@ def attach_intervals(best: list[Best], runs: list[Run], level: float = 0.95, n_b
                                 f"has no interval there")
         if not items:
             continue
+        reported = getattr(items[0][0], f"{which}_split") == items[0][0].report_split
         try:
-            results = _intervals(items, level, n_boot, seed)
+            results = _intervals(items, level, n_boot, seed, reported)
         except ValueError:  # a file is unreadable or its arrays are bad: find which (cheaply), bootstrap the rest
             good = []
             for row, path in items:
                 try:
-                    _intervals([(row, path)], level, 1, seed)
+                    _intervals([(row, path)], level, 1, seed, False)
                     good.append((row, path))
                 except ValueError as error:  # read_predictions names the file; metrics.py the problem
                     problem = str(error) if str(path) in str(error) else f"predictions file {path}: {error}"
                     warnings.append(f"{row.record}: {problem}; no interval for split "
                                     f"'{getattr(row, f'{which}_split')}'")
-            items, results = good, _intervals(good, level, n_boot, seed) if good else []
+            items, results = good, _intervals(good, level, n_boot, seed, reported) if good else []
         for (row, path), result in zip(items, results):
-            estimate = result[row.metric]
             recorded = getattr(row, f"{which}_value")
-            if not math.isclose(estimate["value"], recorded, rel_tol=1e-6, abs_tol=1e-6):
-                warnings.append(f"{path}: recomputed {row.metric} {estimate['value']:.6f} differs from the record's "
+            if not math.isclose(result["value"], recorded, rel_tol=1e-6, abs_tol=1e-6):
+                warnings.append(f"{path}: recomputed {row.metric} {result['value']:.6f} differs from the record's "
                                 f"{recorded:.6f}")
-            setattr(row, f"{which}_low", estimate["low"])
-            setattr(row, f"{which}_high", estimate["high"])
-            row.interval_method = estimate["method"]
+            setattr(row, f"{which}_low", result["low"])
+            setattr(row, f"{which}_high", result["high"])
+            row.interval_method = result["method"]
+            if reported:
+                row.report_samples, row.report_ids_sha256 = result["samples"], result["ids_sha256"]
+                replicates[(row.dataset, row.model)] = result["replicates"]
     for row in best:
         if row.report_split == row.selection_split:
             row.report_low, row.report_high = row.selection_low, row.selection_high
-    return warnings
+    return warnings, replicates
 
 
 def _scored_together(item: tuple[str, Best]) -> tuple:
@@ -223,12 +243,24 @@ def _scored_together(item: tuple[str, Best]) -> tuple:
     return dataset_order(row.dataset), which, row.task, row.metric, str(row.num_classes)
 
 
-def _intervals(items: list[tuple[Best, Path]], level: float, n_boot: int, seed: int) -> list[dict]:
-    """metrics.intervals of the analysed metric of rows of one dataset and split, each read from its predictions
-    file as it is scored (so that only one file's arrays are in memory at a time)."""
-    like = items[0][0]
-    arrays = ((a["labels"], a["scores"], a["thresholds"]) for a in (runrecord.read_predictions(p) for _, p in items))
-    return metrics.intervals(like.task, arrays, like.num_classes, [like.metric], level, n_boot, seed)
+def _intervals(items: list[tuple[Best, Path]], level: float, n_boot: int, seed: int,
+               keep_replicates: bool) -> list[dict]:
+    """The analysed metric of rows of one dataset and split with its interval (resampling.scored_on_resamples),
+    each set read from its predictions file as it is scored (so that only one file's arrays are in memory at a
+    time), with its sample count and ids digest; its resampled values too when `keep_replicates`."""
+    like, digests = items[0][0], []
+
+    def sets():
+        for _, path in items:
+            arrays = resampling.in_sample_order(runrecord.read_predictions(path))
+            digests.append(resampling.ids_digest(arrays["ids"]))
+            yield arrays["labels"], arrays["scores"], arrays["thresholds"]
+
+    results = resampling.scored_on_resamples(like.task, like.metric, sets(), like.num_classes, level, n_boot,
+                                             resampling.dataset_seed(seed, like.dataset), keep_replicates)
+    for result, digest in zip(results, digests):
+        result["ids_sha256"] = digest
+    return results
 
 
 def grid_coverage(runs: list[Run], mode: str = "per-optimizer") -> dict[str, list[dict[str, Any]]]:

@@ -124,7 +124,8 @@ def trend_fits(best: list[Best], threshold: float = 70.0, slope_threshold: float
                              "axes": axis, "subset": subset, **fit, "no_progress": no_progress,
                              "metric_scale": scale,
                              "models": ",".join(b.model for b, m in zip(points, mask) if m),
-                             "random_init": ",".join(b.model for b, m in zip(points, mask) if m and b.random_init)})
+                             "random_init": ",".join(b.model for b, m in zip(points, mask) if m and b.random_init),
+                             "new": ",".join(b.model for b, m in zip(points, mask) if m and b.new)})
     return rows
 
 

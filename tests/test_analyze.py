@@ -197,7 +197,8 @@ def appendix_grid(folder, n_models=8, seed=0):
 def test_appendix_n_matches_statsmodels_and_scipy(tmp_path):
     sm = pytest.importorskip("statsmodels.api")
     values, top1 = appendix_grid(tmp_path)
-    part = run_analysis(tmp_path).appendix_n
+    analysis = run_analysis(tmp_path)
+    part = analysis.appendix_n
     real = ["cct20", "aptos", "cassava", "eurosat"]  # cifar10 is the web-scraped control: not real-world
     assert part["datasets"] == real and part["note"] is None
     assert part["models"] == sorted(top1) and part["left_out"] == [{"model": "lonely", "reason": "no result on "
@@ -234,7 +235,9 @@ def test_appendix_n_matches_statsmodels_and_scipy(tmp_path):
 
     # the paper's benchmark score [§6]: the plain average of the datasets' metrics on 0-100, by hand
     by_hand = {m: sum(values[d][m] * 100 for d in real) / len(real) for m in models_}
-    board = part["leaderboard"]
+    board = analysis.benchmark["rows"]
+    assert analysis.benchmark["datasets"] == real
+    assert analysis.benchmark["left_out"] == [{"model": "lonely", "reason": "no result on aptos, cassava, eurosat"}]
     assert [row["model"] for row in board] == sorted(models_, key=lambda m: -by_hand[m])
     assert [row["rank"] for row in board] == list(range(1, len(models_) + 1))
     for row in board:
@@ -596,7 +599,7 @@ def test_a_final_model_trained_on_all_data_is_named_not_compared(tmp_path):
     assert runs == [] and "--train-on all" in warnings[0]
 
 
-@pytest.mark.parametrize("name", ["analyze_study", "bootstrap"])
+@pytest.mark.parametrize("name", ["analyze_study", "analyze_reference", "bootstrap"])
 def test_the_analysis_benchmarks_show_each_default_once_in_their_help(name, monkeypatch):
     import importlib.util
 

@@ -127,10 +127,11 @@ def test_outputs_report_every_dataset_and_every_table(tmp_path):
             (d, s, a) for d in ("aptos", "cassava", "eurosat") for s in ("all", "top1>70") for a in ("linear", "logit")}
     with open(out / "tables" / "leaderboard.csv") as f:
         header = next(csv.reader(f))
-    assert header[:4] == ["rank", "model", "score", "standardised_logit_score"]
+    assert header[:6] == ["rank", "model", "new", "score", "score_low", "score_high"]
     summary = json.loads((out / "analysis.json").read_text())
     assert summary["settings"]["n_boot"] == 50
     assert len(summary["tables"]["leaderboard"]) == len(top1)
+    assert all(row["score_low"] < row["score"] < row["score_high"] for row in summary["tables"]["leaderboard"])
     assert {row["dataset"] for row in summary["tables"]["appendix_n_f_tests"]} == {"aptos", "cassava", "eurosat"}
     assert len(summary["tables"]["size_trends"]) == 6
 

@@ -1,0 +1,140 @@
+"""Time analyze.py on a new model against a published results file: a 6,840-run reference and 360 new runs.
+
+The reference is benchmarks/analyze_study.py's synthetic study (6 datasets x 19 models x 60 configurations, every
+record in train.py's format at the real split sizes), exported once with `analyze.py STUDY --export` (19 x 6 results
+with their 10,000 resampled values each). The new runs are one model outside the registry, "my_new_model", on the
+same six datasets, splits and sample ids, over the paper's 60 configurations (360 records, about 3% failed or
+diverged), its ImageNet top-1 and its source in its records as a user's models file gives them. What is timed is
+what a user runs to place a new model: `analyze.py NEW --reference results.json`.
+
+    python benchmarks/analyze_reference.py                  # generate once (reused), export, then time 3 times
+    python benchmarks/analyze_reference.py --repeats 1 --work /tmp/reference-bench
+
+Prints the machine, the export's time and the file's size, then for each analysis its wall-clock seconds, CPU
+seconds (user + system, all threads), peak memory and the load average before it, and the fastest run.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the toolkit's modules live at the repository root
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import analyze_study
+
+import metrics
+from common import cli, fileio, provenance, runrecord
+from data import REGISTRY
+from nets import registry
+
+NEW_MODEL, NEW_TOP1 = "my_new_model", 84.2
+NEW_SOURCE = "a user's models file: top-1 measured with evaluate.py --imagenet-val (synthetic benchmark)"
+NEW_VERSION = 1  # bump when the generated runs change, so that old ones are regenerated
+
+
+def new_entry() -> registry.ModelEntry:
+    """The new model's facts as a models file would give them (a registry entry's fields, another name)."""
+    return dataclasses.replace(registry.REGISTRY["convnext_tiny"], name=NEW_MODEL, label="My new model",
+                               imagenet_top1=NEW_TOP1, top1_source=NEW_SOURCE, group="user")
+
+
+def generate_new(folder: Path, seed: int) -> int:
+    """The new model's 360 runs into `folder`, as analyze_study.generate writes the testbed's; returns the count."""
+    rng, entry, count = np.random.default_rng(seed), new_entry(), 0
+    for dataset, splits in analyze_study.SPLIT_SIZES.items():
+        spec = REGISTRY[dataset]
+        skill = float(np.clip((NEW_TOP1 - 50) / 40 + rng.normal(0, 0.05), 0, 1))
+        arrays = {split: analyze_study.predictions(rng, spec.task, spec.num_classes, n, skill)
+                  for split, n in splits.items()}
+        labels, scores = arrays[spec.selection_split]
+        thresholds = metrics.fit_decision(spec.task, labels, scores, spec.num_classes)
+        best_metrics = {runrecord.metric_key(split, name): value for split, (y, s) in arrays.items()
+                        for name, value in metrics.score(spec.task, y, s, thresholds, spec.num_classes).items()}
+        best_config, best_files, others = int(rng.integers(len(analyze_study.GRID))), {}, []
+        for index, hparams in enumerate(analyze_study.GRID):
+            config = {**analyze_study.run_config(dataset, "convnext_tiny", *hparams), "model": NEW_MODEL}
+            draw = rng.random()
+            status = runrecord.COMPLETE if index == best_config or draw > 0.03 else \
+                runrecord.FAILED if draw < 0.02 else runrecord.DIVERGED
+            worse = {k: v - float(rng.uniform(0.001, 0.1)) for k, v in best_metrics.items()}
+            run = analyze_study.record(config, entry, status, (best_metrics if index == best_config else worse)
+                                       if status == runrecord.COMPLETE else None, splits, rng)
+            run["model"]["top1_source"] = NEW_SOURCE
+            for split, relative in run["predictions"].items():
+                path = folder / relative
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if index == best_config:
+                    y, s = arrays[split]
+                    runrecord.write_predictions(path, [f"{dataset}-{i}" for i in range(len(y))], y, s, thresholds,
+                                                spec.task)
+                    best_files[split] = path
+                else:
+                    others.append((split, path))
+            fileio.atomic_write_json(folder / f"{run['run_id']}.json", run)
+            count += 1
+        for split, path in others:  # the other configurations' files: hard links to the best's (never read)
+            os.link(best_files[split], path)
+    return count
+
+
+def ensure_new(folder: Path, seed: int) -> int:
+    marker = folder / "new-runs.txt"
+    expected = f"analyze_reference version {NEW_VERSION} seed {seed}"
+    if marker.exists() and marker.read_text().splitlines()[0] == expected:
+        return int(marker.read_text().splitlines()[1])
+    if folder.exists() and any(folder.iterdir()):
+        raise SystemExit(f"{folder} holds something other than this benchmark's runs; give an empty --work")
+    folder.mkdir(parents=True, exist_ok=True)
+    count = generate_new(folder, seed)
+    marker.write_text(f"{expected}\n{count}\n")
+    return count
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.parser(__doc__)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "analyze-reference",
+                        help="folder for the new runs, the results file and the reports (made once, reused)")
+    parser.add_argument("--study", type=Path, default=Path(tempfile.gettempdir()) / "analyze-study",
+                        help="folder of analyze_study.py's generated study (made once, reused)")
+    parser.add_argument("--repeats", type=int, default=3, help="analyze.py --reference runs; the best is reported")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated runs")
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    studied = analyze_study.ensure_study(args.study, args.seed)
+    new = ensure_new(args.work / "new-runs", args.seed + 1)
+    print(f"machine: {provenance.cpu_name()}, {os.cpu_count()} CPUs; python {platform.python_version()}, "
+          f"numpy {np.__version__}")
+    results = args.work / "results.json"
+    if not results.exists():
+        start = time.perf_counter()
+        analyze_study.time_analyze(args.study, args.work / "study-report", ["--export", str(results)])
+        print(f"exported the {studied}-record study in {time.perf_counter() - start:.1f} s (with its full report)")
+    print(f"results file: {results} ({results.stat().st_size / 1e6:.1f} MB)")
+    print(f"analyze.py on {new} new records --reference {results.name}:")
+    timings = []
+    for repeat in range(args.repeats):
+        load = os.getloadavg()[0]
+        wall, cpu, peak = analyze_study.time_analyze(args.work / "new-runs", args.work / "report",
+                                                     ["--reference", str(results)])
+        timings.append((wall, cpu, peak))
+        print(f"  run {repeat + 1}: {wall:.1f} s wall, {cpu:.1f} s CPU (all threads), {peak:.0f} MB peak resident "
+              f"memory; load average before it {load:.1f}")
+    wall, cpu, peak = min(timings)
+    print(f"best of {args.repeats} (by wall time): {wall:.1f} s wall, {cpu:.1f} s CPU, {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
