@@ -17,7 +17,7 @@ from analysis import figures as plots
 from analysis.appendix_n import appendix_n
 from analysis.benchmark import leaderboard
 from analysis.reading import Run, dataset_order, expand_inputs, filter_runs, load_runs, runs_with_metric
-from analysis.reference import Reference, join, read_reference
+from analysis.reference import Reference, check_comparable, check_resampling, join, read_reference
 from analysis.selection import (
     Best,
     attach_intervals,
@@ -75,9 +75,10 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
                 "metric": metric, "threshold": threshold, "slope_threshold": slope_threshold, "logit": use_logit,
                 "n_boot": n_boot, "level": level, "seed": seed, "grid": grid, "compare": compare, "clip_x": clip_x,
                 "references": [str(p) for p in references]}
+    published = [read_reference(path, clip_x) for path in references]
+    check_resampling(published, settings)
     inputs = [str(p) for p in expand_inputs(paths)]
     runs, warnings = load_runs(paths)
-    published = [read_reference(path, clip_x) for path in references]
     runs = filter_runs(runs, datasets, model_names, [(b.dataset, b.model) for r in published for b in r.rows])
     published = [_filtered(reference, datasets, model_names) for reference in published]
     if metric is not None and any(r.status == runrecord.COMPLETE for r in runs):
@@ -86,9 +87,10 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
     notes = _run_notes(runs)
     facts = model_facts(runs, clip_x)
     best = select_best(runs, facts, metric)
+    check_comparable(best, published)
     warnings += mixed_settings(runs, best)
     interval_warnings, replicates = attach_intervals(best, runs, level=level, n_boot=n_boot, seed=seed)
-    best, replicates, join_warnings = join(best, replicates, published, settings)
+    best, replicates, join_warnings = join(best, replicates, published)
     best.sort(key=row_order)
     warnings += interval_warnings + join_warnings
 

@@ -173,14 +173,9 @@ def _row(result: dict[str, Any], dataset: dict[str, Any], path: str, clip_x: str
     return row
 
 
-def join(runs: list[Best], run_replicates: dict[tuple[str, str], np.ndarray], references: list[Reference],
-         settings: dict[str, Any]) -> tuple[list[Best], dict[tuple[str, str], np.ndarray], list[str]]:
-    """The runs' rows (marked new) and the references' rows in one list, with their resampled values, and a warning
-    per row left out (a (dataset, model) both in the runs and in a file, or in two files: the first is kept).
-
-    Refuses (UsageError) references drawn with other resamples than `settings` ask for, and (DataError) any two
-    sources whose results on a dataset were made on another split file or with another metric definition.
-    """
+def check_resampling(references: list[Reference], settings: dict[str, Any]) -> None:
+    """Refuse (UsageError) references whose resamples differ from the ones `settings` ask for (--n-boot, --seed,
+    --level): new models must be resampled as the file's were. Checked before any record is read."""
     for reference in references:
         for key in RESAMPLING:
             if settings[key] != reference.settings[key]:
@@ -188,12 +183,23 @@ def join(runs: list[Best], run_replicates: dict[tuple[str, str], np.ndarray], re
                 raise errors.UsageError(f"{flag} {settings[key]} differs from the {key} of --reference "
                                         f"{reference.path} ({reference.settings[key]}): new models must be resampled "
                                         f"as its results were; pass {flag} {reference.settings[key]}")
+
+
+def check_comparable(runs: list[Best], references: list[Reference]) -> None:
+    """Refuse (DataError) any two sources (the runs' chosen rows, each file) whose results on a dataset were made on
+    another split file or with another metric definition. Checked before the runs' predictions are resampled."""
     sources = [("the runs given", _describe(runs))] + [(r.path, r.datasets) for r in references]
     for i, (name, datasets) in enumerate(sources):
         for other, other_datasets in sources[:i]:
             for dataset in sorted(set(datasets) & set(other_datasets)):
                 _check_same(dataset, other, other_datasets[dataset], name, datasets[dataset])
 
+
+def join(runs: list[Best], run_replicates: dict[tuple[str, str], np.ndarray],
+         references: list[Reference]) -> tuple[list[Best], dict[tuple[str, str], np.ndarray], list[str]]:
+    """The runs' rows (marked new) and the references' rows in one list, with their resampled values, and a warning
+    per row left out (a (dataset, model) both in the runs and in a file, or in two files: the first is kept).
+    check_resampling and check_comparable have passed."""
     rows = [_as_new(row) for row in runs] if references else list(runs)
     replicates, warnings = dict(run_replicates), []
     taken = {(row.dataset, row.model): row.origin for row in rows}
