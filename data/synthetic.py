@@ -289,6 +289,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the generated ids, labels and pixels")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
                         help="image size (default 32 32; CIFAR-10 is always 32 32)")
+    parser.add_argument("--test-labels", action="store_true",
+                        help="dr2015: also the test set with its released grades (retinopathy_solution.csv, test/)")
     args = parser.parse_args()
     if args.name == "all":
         targets = [(name, (args.root or Path("synthetic")) / name) for name in WRITERS]
@@ -296,7 +298,8 @@ def main() -> None:
         targets = [(args.name, args.root or Path("synthetic") / args.name)]
     for name, root in targets:
         size = (32, 32) if name == "cifar10" else args.size
-        write_fixture(name, root, per_class=args.per_class, seed=args.seed, size=size)
+        options = {"test_labels": True} if name == "dr2015" and args.test_labels else {}
+        write_fixture(name, root, per_class=args.per_class, seed=args.seed, size=size, **options)
         print(f"{name}: wrote {root} ({REGISTRY[name].num_classes} classes, {args.per_class} per class)")
 
 
