@@ -620,9 +620,9 @@ def test_auto_pack_fills_a_fast_models_gpu_within_its_memory():
 def test_a_study_script_runs_its_grid_then_the_analysis(tmp_path):
     from data.synthetic import write_fixture
     write_fixture("cifar10", tmp_path / "datasets" / "cifar10", per_class=4)
-    env = {**ENV, "PYTHON": sys.executable,
-           "PLAN_OPTIONS": "--models shufflenet_v2_x0_5 --grid product --lr 0.05 --weights random --epochs 1 "
-                           "--img-size 16 --batch-size 16 --workers 0"}
+    env = {**ENV, "PYTHON": sys.executable, "MODELS": "shufflenet_v2_x0_5",
+           "PLAN_OPTIONS": "--grid product --lr 0.05 --weights random --epochs 1 --img-size 16 --batch-size 16 "
+                           "--workers 0"}
     result = subprocess.run(["bash", str(REPO / "studies" / "cifar10_control.sh")], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
