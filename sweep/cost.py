@@ -85,14 +85,20 @@ def cpu_estimate(rows: list[dict], measured: dict | None, records: list[dict]) -
 
 
 def format_cpu_estimate(result: dict) -> str:
-    hours = result["process_hours"]
-    lines = [f"{result['runs']:,} runs on a CPU (fp32): {hours:,.2f} process-hours of train.py at the measured "
-             f"speed ({hours:,.2f} h of wall-clock one run at a time; runs side by side share the cores)", "",
-             f"{'dataset':<12}{'process-hours':>15}"]
-    lines += [f"{name:<12}{value:>15,.2f}" for name, value in result["by_dataset"].items()]
-    lines += ["", f"{'model':<22}{'process-hours':>15}"]
-    lines += [f"{name:<22}{value:>15,.2f}" for name, value in sorted(result["by_model"].items(), key=lambda x: -x[1])]
-    lines += ["", "speed: " + ("; ".join(result["throughput_sources"]) or "none measured")]
+    hours, runs = result["process_hours"], result["runs"]
+    costed = runs - sum(row["count"] for row in result["unmeasured"])
+    if not costed:
+        lines = [f"{runs:,} runs on a CPU (fp32): not costed, no CPU speed is known for any of them yet"]
+    else:
+        which = "" if costed == runs else f" for the {costed:,} whose speed is known"
+        lines = [f"{runs:,} runs on a CPU (fp32): {hours:,.2f} process-hours of train.py at the measured speed{which} "
+                 f"({hours:,.2f} h of wall-clock one run at a time; runs side by side share the cores)", "",
+                 f"{'dataset':<12}{'process-hours':>15}"]
+        lines += [f"{name:<12}{value:>15,.2f}" for name, value in result["by_dataset"].items()]
+        lines += ["", f"{'model':<22}{'process-hours':>15}"]
+        lines += [f"{name:<22}{value:>15,.2f}"
+                  for name, value in sorted(result["by_model"].items(), key=lambda x: -x[1])]
+        lines += ["", "speed: " + "; ".join(result["throughput_sources"])]
     for row in result["unmeasured"]:
         lines.append(f"not costed, no CPU speed known: {row['count']} run(s) of {row['model']} on {row['dataset']} at "
                      f"{row['img_size']} px; finish one of them (its record measures the speed) or measure it with "
