@@ -62,6 +62,7 @@ class Published:
     files: tuple[tuple[str, int], ...] = ()  # (file relative to the root, images or rows it lists)
     counted: str = "images"                 # what `images` and `files` count, for messages
     source: str = ""                        # where the numbers come from
+    split_sizes: tuple[tuple[str, int], ...] = ()  # the paper's split: images per split, training split first
 
     def __post_init__(self) -> None:
         assert not self.files or self.images == sum(count for _, count in self.files), self
@@ -112,11 +113,13 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 CCT20_PUBLISHED = Published(57864, files=tuple(
     (f"eccv_18_annotation_files/{name}_annotations.json", count) for name, count in (
         ("train", 13553), ("cis_val", 3484), ("cis_test", 15827), ("trans_val", 1725), ("trans_test", 23275))),
-    source="Beery et al., ECCV 2018: the ECCV'18 annotation files")
+    source="Beery et al., ECCV 2018: the ECCV'18 annotation files",
+    split_sizes=(("train", 13553), ("cis_val", 3484), ("cis_test", 15827)))
 # Melanoma's split draws from the tfrecord folds of the two 512x512 re-packagings, ISIC 2020's 33,126 training
 # images and ISIC 2019's 25,331: the rows of their train.csv, duplicates (tfrecord -1, left out) included.
 MELANOMA_PUBLISHED = Published(58457, files=(("melanoma-2020/train.csv", 33126), ("melanoma-2019/train.csv", 25331)),
-                               counted="rows", source="ISIC 2020 and 2019 training sets, re-packaged at 512x512")
+                               counted="rows", source="ISIC 2020 and 2019 training sets, re-packaged at 512x512",
+                               split_sizes=(("train", 46371), ("val", 11593)))  # the 493 duplicates left out
 
 REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
     DatasetSpec("cct20", "multiclass", 15, None, "accuracy",
@@ -125,7 +128,8 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
                 source="LILA BC, Caltech Camera Traps, ECCV'18 subset (eccv_18_annotations + eccv_18_all_images_sm)"),
     DatasetSpec("aptos", "ordinal", 5, APTOS_GRADES, "qwk", ("train", "val"), "val", None,
                 hflip=True, vflip=False, paper_split="paper", published=Published(
-                    3662, (1805, 370, 999, 193, 295), source="the competition's train.csv"),
+                    3662, (1805, 370, 999, 193, 295), source="the competition's train.csv",
+                    split_sizes=(("train", 2931), ("val", 731))),
                 source="Kaggle competition aptos2019-blindness-detection"),
     # the 2015 competition grades retinas on the same 0-4 scale as APTOS 2019; the top APTOS solutions trained on
     # both (App. F). Not one of the paper's six datasets, so it has no paper split.
@@ -137,7 +141,8 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
     # split generalize well to the smaller test-validation split" (section 4.3); test_val is shown beside it.
     DatasetSpec("hpa", "multilabel", 28, HPA_LOCATIONS, "macro_f1", ("train", "val", "test_val"), "val", None,
                 hflip=True, vflip=True, paper_split="import", extra_splits=("test_val",),
-                published=Published(31072, source="the competition's train.csv, which the published split file covers"),
+                published=Published(31072, source="the competition's train.csv, which the published split file covers",
+                                    split_sizes=(("train", 22582), ("val", 5664), ("test_val", 2826))),
                 source="Kaggle competition human-protein-atlas-image-classification"),
     DatasetSpec("melanoma", "binary", 2, ("benign", "malignant"), "roc_auc", ("train", "val"), "val", None,
                 hflip=True, vflip=True, paper_split="paper", epochs=10, step_milestones=(5,),
@@ -146,16 +151,19 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in [
                        "of ISIC 2020 and 2019 on Kaggle datasets"),
     DatasetSpec("cassava", "multiclass", 5, CASSAVA_DISEASES, "accuracy", ("train", "val"), "val", None,
                 hflip=True, vflip=True, paper_split="paper", published=Published(
-                    21397, (1087, 2189, 2386, 13158, 2577), source="the competition's train.csv"),
+                    21397, (1087, 2189, 2386, 13158, 2577), source="the competition's train.csv",
+                    split_sizes=(("train", 17120), ("val", 4277))),
                 source="Kaggle competition cassava-leaf-disease-classification"),
     DatasetSpec("eurosat", "multiclass", 10, EUROSAT_CLASSES, "accuracy", ("train", "val"), "val", None,
                 hflip=False, vflip=False, paper_split="paper", img_size=224, published=Published(
                     27000, (3000, 3000, 3000, 2500, 2500, 2000, 2500, 3000, 2500, 3000),
-                    source="EuroSAT RGB (Helber et al.): 2,000 to 3,000 images per class"),
+                    source="EuroSAT RGB (Helber et al.): 2,000 to 3,000 images per class",
+                    split_sizes=(("train", 21600), ("val", 5400))),
                 source="EuroSAT RGB (Helber et al.), also torchvision.datasets.EuroSAT"),
     DatasetSpec("cifar10", "multiclass", 10, CIFAR10_CLASSES, "accuracy", ("train", "val"), "val", None,
                 hflip=True, vflip=False, paper_split="official", published=Published(
-                    60000, (6000,) * 10, source="50,000 training and 10,000 test images, 6,000 per class"),
+                    60000, (6000,) * 10, source="50,000 training and 10,000 test images, 6,000 per class",
+                    split_sizes=(("train", 50000), ("val", 10000))),
                 source="torchvision.datasets.CIFAR10 (the official test batch is the val split)"),
     DatasetSpec("digits", "multiclass", 10, tuple(str(d) for d in range(10)), "accuracy", ("train", "val"), "val",
                 None, hflip=False, vflip=False, paper_split="none", img_size=32,

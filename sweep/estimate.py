@@ -16,13 +16,13 @@ rate). The training rate comes from, in this order:
 A run's precision is its configuration's (train.py's "no" is fp32, anything else trains at bf16's speed);
 `grid.py estimate --paper` takes it from --precision.
 Rates scale with the pixel count when a run's input size differs from the measured one. The estimate assumes the
-input path keeps up (the prepared cache, and packing for the small models), as issue 11's work aims at.
+input path keeps up (the prepared cache, and packing for the small models).
 
 Train and evaluated sizes come from a run record of the dataset when one exists (dataset.split_sizes), else from
-KNOWN_SIZES: the paper's splits of the real datasets (see the notes there).
+the paper's split as the dataset registry holds it (data/__init__.py, Published.split_sizes).
 
 These are GPU figures. A manifest whose runs train on a CPU is costed in CPU process-hours instead
-(sweep/cpu_estimate.py), from speeds measured on a CPU.
+(sweep/cost.py), from speeds measured on a CPU.
 """
 from __future__ import annotations
 
@@ -81,11 +81,6 @@ EVAL_SPEEDUP = 3.0  # a forward pass without backward and optimizer step costs a
 # 15,827. APTOS, Cassava, EuroSAT: 20% of each class held out (int(0.2 n)) of 3,662 / 21,397 / 27,000 images. HPA: the
 # published 22,582 / 5,664 / 2,826 file. Melanoma: 80% of the tfrecord folds of 57,964 distinct 2019+2020 images
 # (about 46,371; the exact count depends on the folds). CIFAR-10: 50,000 / 10,000.
-KNOWN_SIZES = {"cct20": (13553, 3484 + 15827), "aptos": (2931, 731), "hpa": (22582, 5664 + 2826),
-               "melanoma": (46371, 11593), "cassava": (17120, 4277), "eurosat": (21600, 5400),
-               "cifar10": (50000, 10000)}
-
-
 def precision_of(config: dict) -> str:
     """The precision a run trains in, as the tables name it: train.py's "no" is fp32; "auto" is bf16 on the GPUs
     these estimates are for (fit.py), and fp16 runs at bf16's speed."""
@@ -173,8 +168,10 @@ def split_sizes(dataset: str, found_records: list[dict]) -> tuple[int, int, str]
                                        *(info.get("extra_splits") or []),
                                        *((record.get("config") or {}).get("eval_splits") or [])])
             return sizes["train"], sum(sizes.get(s, 0) for s in evaluated if s), f"record {record['run_id']}"
-    if dataset in KNOWN_SIZES:
-        return (*KNOWN_SIZES[dataset], "the paper's splits (KNOWN_SIZES in sweep/estimate.py)")
+    published = get_spec(dataset).published
+    if published is not None and published.split_sizes:  # the paper's split, as the dataset registry holds it
+        (_, train), *evaluated = published.split_sizes
+        return train, sum(size for _, size in evaluated), "the paper's split (data/__init__.py)"
     raise errors.UsageError(f"no split sizes known for dataset '{dataset}': finish one run of it first (its record "
                             "holds them), then estimate again")
 
