@@ -17,12 +17,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from augment import transforms
 from common import fileio
 from data import REGISTRY, open_dataset
 from data.synthetic import write_fixture
 from training.config import plan_runs
+from training.engine import Outputs
 
 from conftest import REPO, read_csv, small_digits_split
 
@@ -276,6 +279,15 @@ def test_milestones_reach_step_runs_only_and_leave_earlier_run_ids_alone(tmp_pat
     explicit, = plan_runs([*regression, "--regression-loss", "smooth-l1"])
     l1, = plan_runs([*regression, "--regression-loss", "l1"])
     assert smooth["run_id"] == explicit["run_id"] != l1["run_id"] and l1["config"]["regression_loss"] == "l1"
+
+
+def test_the_regression_head_trains_with_the_loss_asked_for():
+    """--regression-loss l1 is the plain L1 of Appendix F; the default stays smooth L1 (quadratic below 1)."""
+    outputs, labels = torch.tensor([[0.5], [3.0], [1.2]]), torch.tensor([0, 1, 4])
+    l1 = Outputs("ordinal", regression=True, regression_loss="l1").loss(outputs, labels)
+    smooth = Outputs("ordinal", regression=True).loss(outputs, labels)
+    assert torch.isclose(l1, torch.tensor((0.5 + 2.0 + 2.8) / 3))
+    assert torch.isclose(smooth, F.smooth_l1_loss(outputs.squeeze(1), labels.float())) and smooth < l1
 
 
 def test_the_demo_trains_above_chance_into_its_own_folder(tmp_path):
