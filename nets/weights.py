@@ -121,6 +121,30 @@ def check_reachable(entry: ModelEntry, where: Source) -> None:
     raise WeightsUnavailableError(unavailable(entry, reason, where.described, where.cache))
 
 
+def check_available(entries: list[ModelEntry]) -> None:
+    """Before a grid starts its runs: every model's pretrained weights are in this machine's cache or can be
+    downloaded now; else one error naming them all, so that a grid fails in seconds instead of run after run."""
+    missing = []
+    for entry in entries:
+        if entry.checkpoint:
+            continue
+        where = source(entry)
+        if where.cached is None:
+            try:
+                check_reachable(entry, where)
+            except WeightsUnavailableError as error:
+                missing.append((entry, str(error)))
+    if len(missing) == 1:
+        raise WeightsUnavailableError(missing[0][1])
+    if missing:
+        names = " ".join(entry.name for entry, _ in missing)
+        raise WeightsUnavailableError(f"the pretrained weights of {len(missing)} models are neither in this "
+                                      f"machine's cache nor reachable ({names}); fetch them on a machine with "
+                                      f"internet with `python models.py --download {names}` into the "
+                                      f"TORCH_HOME/HF_HOME this machine reads (then set HF_HUB_OFFLINE=1 here), or "
+                                      f"plan with --weights PATH or --weights random. First: {missing[0][1]}")
+
+
 @contextlib.contextmanager
 def hub_offline(on: bool):
     """The Hub client in offline mode for one load: it then reads its cache without asking for a newer revision.

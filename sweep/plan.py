@@ -16,8 +16,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from common import errors, runrecord
-from nets import registry
+from common import cli, errors, runrecord
+from nets import models_file, registry
 from sweep.state import Entry, record_of, write_manifest
 from training.config import plan_runs
 from training.options import build_parser
@@ -86,6 +86,7 @@ def plan(datasets: list[str], model_names: list[str], seeds: list[int], blocks: 
          passthrough: list[str]) -> list[Entry]:
     """Every run of the grid, as training.config.plan_runs makes them (the dataset and split are opened, nothing
     trained)."""
+    models_file.use(next(iter(cli.flag_values(passthrough, "models_file")), None))  # its groups count too
     model_names = [name for given in model_names for name in (registry.group_models(given) or [given])]
     for flag, instead in RESERVED.items():
         if any(token == flag or token.startswith(flag + "=") for token in passthrough):

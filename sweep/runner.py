@@ -33,10 +33,11 @@ from tqdm.auto import tqdm
 from common import cli, errors, fileio, runrecord
 from common.provenance import now
 from common.runrecord import FINISHED, epochs_done
+from nets import models_file, registry
 from sweep import estimate
 from sweep.halving import halving_state
+from sweep.packs import form_packs, pack_argv
 from sweep.state import (
-    AXES,
     DEFAULT_STALE_AFTER_S,
     HEARTBEAT_S,
     Entry,
@@ -88,38 +89,6 @@ def make_slots(gpus: str | None, slots: int, gpus_per_run: int) -> list[Slot]:
         return [Slot(f"gpu {','.join(ids[i:i + gpus_per_run])}", ids[i:i + gpus_per_run], gpus_per_run)
                 for i in range(0, len(ids), gpus_per_run)]
     return [Slot(f"slot {i}", [], gpus_per_run) for i in range(slots)]
-
-
-def form_packs(candidates: list[Entry], size: int) -> list[list[Entry]]:
-    """Split one group's runs into packs of at most `size` that are each a product (optimizer x schedule x lr x
-    wd) of values, so train.py can take each pack as one command: learning rates with the same set of weight
-    decays are tiled into rectangles of up to `size` configurations."""
-    packs = []
-    by_method: dict[tuple, dict] = {}
-    for entry in candidates:
-        optimizer, schedule, lr, wd = entry.axes
-        by_method.setdefault((optimizer, schedule), {}).setdefault(lr, []).append(entry)
-    for rows in by_method.values():
-        by_decays: dict[tuple, list[list[Entry]]] = {}
-        for row in rows.values():
-            by_decays.setdefault(tuple(e.config["wd"] for e in row), []).append(row)
-        for decays, block in by_decays.items():
-            width = min(len(decays), size)
-            height = max(1, size // width)
-            for i in range(0, len(block), height):
-                for j in range(0, len(decays), width):
-                    packs.append([e for row in block[i:i + height] for e in row[j:j + width]])
-    return packs
-
-
-def pack_argv(entries: list[Entry], until_epoch: int | None) -> list[str]:
-    """train.py's arguments for a pack: the shared ones, then each axis with its values (as the plan wrote them)."""
-    argv = cli.without_flags(entries[0].argv, AXES)
-    for axis in AXES:
-        values = list(dict.fromkeys(cli.flag_values(e.argv, axis)[0] for e in entries))
-        argv += [f"--{axis.replace('_', '-')}", *values]
-    assert math.prod(len(cli.flag_values(argv, a)) for a in AXES) == len(entries), "a pack must be a product"
-    return argv + ([] if until_epoch is None else ["--until-epoch", str(until_epoch)])
 
 
 def command(slot: Slot, argv: list[str]) -> list[str]:
@@ -392,6 +361,7 @@ def run_grid(manifest: str, runs: list[str] | None, gpus: str | None, slots: int
     entries = read_manifest(manifest)
     if runs:
         entries = entries_with_ids(entries, runs)
+    check_weights([e for e in entries if not runrecord.is_finished(record_of(e))])
     measured = estimate.load_throughput(throughput) if throughput else None
     runner = Runner(entries, make_slots(gpus, slots, gpus_per_run), pack=pack, halving=halving, retries=retries,
                     stale_after=stale_after, measured=measured)
@@ -400,3 +370,18 @@ def run_grid(manifest: str, runs: list[str] | None, gpus: str | None, slots: int
     if status == 143:
         print("grid.py: stopped; the runs saved their state: the same command resumes them", file=sys.stderr)
     return status
+
+
+def check_weights(entries: list[Entry]) -> None:
+    """Every model the pending runs fine-tune from pretrained weights has them here or can download them: checked
+    once, before any run starts (a missing one would otherwise fail, and be retried, run after run)."""
+    wanted = {(e.config["model"], e.config.get("models_file")) for e in entries
+              if e.config.get("weights") == "imagenet"}
+    if not wanted:
+        return
+    from nets import weights  # torch: only when pretrained weights are asked for
+    found = []
+    for model, models in sorted(wanted, key=str):
+        models_file.use(models)
+        found.append(registry.get_entry(model))
+    weights.check_available(found)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from common import errors, runrecord
 from sweep import estimate
-from sweep.runner import form_packs
+from sweep.packs import form_packs
 from sweep.state import Entry, live_holder, read_manifest, record_of
 
 GRID_PY = Path(__file__).resolve().parents[1] / "grid.py"

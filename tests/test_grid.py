@@ -21,7 +21,8 @@ from common.cli import flag_values, without_flags
 from nets import registry
 from sweep import estimate, status
 from sweep.halving import halving_outcome, halving_state, rung_epochs
-from sweep.runner import command, form_packs, make_slots, pack_argv
+from sweep.packs import form_packs, pack_argv
+from sweep.runner import command, make_slots
 from sweep.state import (
     UNREADABLE_GRACE_S,
     Entry,
@@ -632,3 +633,21 @@ def test_a_study_script_runs_its_grid_then_the_analysis(tmp_path):
     assert "cifar10" in report and all(e.model in report for e in entries)
     for script in sorted((REPO / "studies").glob("*.sh")):
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script
+
+
+def test_a_grid_whose_weights_cannot_be_had_stops_before_any_run(split_file, tmp_path, monkeypatch):
+    """Pretrained weights neither cached nor reachable: one line naming the models and the download command, before
+    a single run is launched (each run would otherwise fail, and be retried)."""
+    monkeypatch.chdir(tmp_path)
+    args = [word for word in tiny(split_file, 1) if word not in ("--weights", "random")]
+    assert grid.main(["plan", "--datasets", "digits", "--models", "resnet18", "mobilenet_v3_small", "--grid",
+                      "product", "--lr", "0.01", *args]) == 0
+    offline = {**ENV, "TORCH_HOME": str(tmp_path / "torch"), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
+               "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}  # nothing listens there
+    result = subprocess.run([sys.executable, str(REPO / "grid.py"), "run"], cwd=tmp_path, env=offline,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("grid.py: error: the pretrained weights of 2 models")
+    assert "python models.py --download mobilenet_v3_small resnet18" in line
+    assert not (tmp_path / "runs" / ".grid" / "log").exists()  # no run was launched

@@ -116,6 +116,15 @@ def test_grid_plan_passes_it_to_every_run(tmp_path, split_file, monkeypatch):
                                               for lr in ("0.1", "0.01")}
 
 
+def test_grid_plan_takes_a_group_of_the_file(tmp_path, split_file, monkeypatch):
+    write_models(tmp_path, group="mine")
+    monkeypatch.chdir(tmp_path)
+    assert grid.main(["plan", "--datasets", "digits", "--models", "mine", "--grid", "product", "--lr", "0.1",
+                      "--models-file", "models.json", "--split-file", str(split_file), "--epochs", "1"]) == 0
+    (run,) = [json.loads(line) for line in (tmp_path / "grid.jsonl").read_text().splitlines()]
+    assert run["config"]["model"] == "my_resnet18"
+
+
 def test_models_py_lists_and_checks_the_file(tmp_path, capsys):
     assert models.main(["--models-file", str(write_models(tmp_path)), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
