@@ -37,7 +37,7 @@ from imagecache import cache_settings, ensure_built, input_sizes
 from imagecache.store import FORMATS
 from imagecache.verify import BadImage, BadImagesError, verify_images
 from imagecache.worker import WorkerPool, worker_pool
-from nets import registry
+from nets import models_file, registry
 
 MODEL_GROUPS = ("all", *dict.fromkeys(entry.group for entry in registry.REGISTRY.values()))
 
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--model", nargs="+", metavar="NAME",
                        help="prepare the input size train.py gives each of these models (models.py)")
     which.add_argument("--models", choices=MODEL_GROUPS, help="prepare for every registry model of a group")
+    p.add_argument("--models-file", default=None,
+                   help="a JSON file of your own models (README, 'Benchmark your model'), as train.py takes it")
     p.add_argument("--img-size", type=int, nargs="+",
                    help="input sizes, as train.py's --img-size (without --model, --models or --img-size: the "
                         "testbed's sizes on the dataset)")
@@ -130,6 +132,7 @@ def build_all(args: argparse.Namespace, samples: Samples, plan: list[tuple[str, 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    models_file.use(args.models_file)
     if args.workers is not None and args.workers < 0:
         raise errors.UsageError(f"--workers must be 0 or more, got {args.workers}")
     sizes = input_sizes(args.dataset, args.model, args.models, args.img_size)

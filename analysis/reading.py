@@ -56,6 +56,7 @@ class Run:
     lp_ft_phase: str | None = None  # "probe" or "finetune" for train.py --lp-ft runs
     stopped_by_halving: bool = False  # paused for good: successive halving (grid.py run --halving) did not select it
     top1_reference: str | None = None  # the record's model.top1_source: where its imagenet_top1 comes from
+    group: str | None = None           # the record's model.group (a models file's model: the group it gives)
     git_commit: str | None = None      # the toolkit's commit that trained it
     papers_split: bool | None = None   # the record's dataset.papers_split (None: a split file given, not known)
     split_description: str | None = None  # how the split was made, e.g. "the paper's method on 300 of 27,000 images"
@@ -165,6 +166,7 @@ def _run(path: Path, raw: dict) -> Run:
                predictions={split: path.parent / rel for split, rel in predictions.items()},
                imagenet_top1=choice.finite(model.get("imagenet_top1")), params=choice.finite(model.get("params")),
                lp_ft_phase=config.get("lp_ft_phase"), top1_reference=_optional_text(model.get("top1_source")),
+               group=_optional_text(model.get("group")),
                git_commit=_optional_text(raw.get("git_commit")),
                papers_split=dataset.get("papers_split"),
                split_description=_optional_text(dataset.get("split_description")),

@@ -43,7 +43,8 @@ def model_facts(runs: list[Run], clip_x: str = "linear-probe") -> dict[str, Mode
     for name in sorted({run.model for run in runs}):
         own = [run for run in runs if run.model == name and run.imagenet_top1 is not None]
         record = ModelFacts(own[0].imagenet_top1 if own else None, "record" if own else "unknown",
-                            next((r.params for r in runs if r.model == name and r.params is not None), None), None,
+                            next((r.params for r in runs if r.model == name and r.params is not None), None),
+                            next((r.group for r in runs if r.model == name and r.group), None),
                             own[0].top1_reference if own else None)
         facts[name] = facts_of(name, record, clip_x)
     return facts
