@@ -73,6 +73,12 @@ def default_split_path(dataset: str, method: str, seed: int | None, out_dir: str
     return Path(out_dir) / f"{dataset}-{method}{suffix}.csv"
 
 
+def imported_split_path(dataset: str, file_name: str | Path, out_dir: str | Path = "splits") -> Path:
+    """splits/<dataset>-from-<file's stem>.csv: where `splits.py DATASET --from FILE` writes an imported split, and
+    where train.py finds the paper's imported file (HPA's) when no --split-file is given."""
+    return Path(out_dir) / f"{dataset}-from-{Path(file_name).stem}.csv"
+
+
 def write_or_check(path: Path, content: bytes, remake: str | None = None) -> str:
     """Write `content` to `path` unless the file already holds exactly it; refuse to replace other content.
 

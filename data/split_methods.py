@@ -135,10 +135,10 @@ def paper_split_file_needed(samples: Samples) -> PaperSplitFileNeeded:
     file_name, where = PAPER_SPLIT_FILES[name]
     return PaperSplitFileNeeded(
         f"{name}: the paper's split is a published file, which splits.py cannot make: {file_name}. Get it from "
-        f"{where}; import it once with `python splits.py {name} --root {samples.root} --from {file_name}` "
-        f"and pass the split file that writes (splits/{name}-from-{file_name.removesuffix('.csv')}.csv) as "
-        f"--split-file. Or choose --split-method stratified (splits.py: --method stratified) for a multi-label "
-        f"stratified 73/18/9 % split that is NOT the paper's")
+        f"{where}; import it once with `python splits.py {name} --root {samples.root} --from {file_name}`, "
+        f"which writes splits/{name}-from-{file_name.removesuffix('.csv')}.csv, where train.py and grid.py then "
+        f"find it (run them in the same folder). Or choose --split-method stratified (splits.py: --method "
+        f"stratified) for a multi-label stratified 73/18/9 % split that is NOT the paper's")
 
 
 def make_split(samples: Samples, method: str, seed: int | None = None) -> np.ndarray:

@@ -33,6 +33,7 @@ from data.split_files import (
     SplitFileError,
     SplitFileExistsError,
     default_split_path,
+    imported_split_path,
     read_split_file,
     render_split_file,
     write_or_check,
@@ -49,6 +50,7 @@ from data.split_methods import (
     is_papers_split,
     make_split,
     method_seed,
+    paper_split_file_needed,
 )
 
 __all__ = ["ResolvedSplit", "resolve", "resolve_split", "split_indices", "train_on_all", "with_extra_training",
@@ -108,6 +110,8 @@ def resolve(samples: Samples, split_file: str | Path | None = None, method: str 
         return ResolvedSplit(split_indices(assignment, samples.spec), Path(split_file), sha256_file(split_file),
                              None, None, None, f"split file {split_file} as given")
     method = method or default_method(samples.spec)
+    if method == "paper" and samples.spec.paper_split == "import":  # HPA: the published file, once imported
+        return imported_papers_split(samples, out_dir)
     assignment = make_split(samples, method, seed)
     seed = method_seed(samples.spec, method, seed)
     path = default_split_path(samples.name, method, seed, out_dir)
@@ -115,6 +119,23 @@ def resolve(samples: Samples, split_file: str | Path | None = None, method: str 
     return ResolvedSplit(split_indices(assignment, samples.spec), path, sha, method, seed,
                          is_papers_split(samples, method, seed), describe_method(samples, method, seed),
                          papers_method_on(samples, method, seed))
+
+
+def imported_papers_split(samples: Samples, out_dir: str | Path = "splits") -> ResolvedSplit:
+    """The paper's split of a dataset whose split is a published file (HPA: Park's), as `splits.py --from`
+    imported it to its default place; PaperSplitFileNeeded, with how to get and import it, when it is not there."""
+    file_name = PAPER_SPLIT_FILES[samples.name][0]
+    path = imported_split_path(samples.name, file_name, out_dir)
+    if not path.is_file():
+        raise paper_split_file_needed(samples)
+    indices = split_indices(read_split_file(path, samples), samples.spec)
+    sizes = tuple((name, len(rows)) for name, rows in indices.items())
+    papers = coverage(samples).complete and sizes == samples.spec.published.split_sizes
+    described = (f"the paper's published {file_name}, imported as {path}"
+                 + ("" if papers else f" (on {len(samples):,} images with split sizes "
+                    f"{', '.join(f'{name} {size:,}' for name, size in sizes)}: NOT the paper's split, which has "
+                    f"{', '.join(f'{name} {size:,}' for name, size in samples.spec.published.split_sizes)})"))
+    return ResolvedSplit(indices, path, sha256_file(path), "paper", None, papers, described)
 
 
 def papers_method_on(samples: Samples, method: str, seed: int | None) -> dict | None:
@@ -189,7 +210,7 @@ def split_dataset(dataset: str, root: Path | None, method: str | None, seed: int
             raise errors.UsageError("--seed does not apply to an imported split file")
         assignment = read_split_file(from_file, samples)
         described = f"imported from {from_file}"
-        out = out or Path("splits") / f"{spec.name}-from-{from_file.stem}.csv"
+        out = out or imported_split_path(spec.name, from_file)
         remake = f"python splits.py {spec.name} --root {samples.root} --from {from_file}"
     else:
         method = method or default_method(spec)

@@ -128,7 +128,9 @@ def write_hpa(root: Path, rng: np.random.Generator, per_class: int, size: tuple[
     """`per_class` samples per location as the first label, a third of them with a second random label.
 
     Each stain has its own brightness (so a swapped channel order is visible); the green (protein) stain has a
-    bright square at a position that depends on each of the sample's labels.
+    bright square at a position that depends on each of the sample's labels. Beside them, a split file in the format
+    of the paper's published one (split.stratified.small.0.csv: Id,Target,Split in train/val/test_val, about
+    73/18/9 %), for `splits.py hpa --from`.
     """
     height, width = size
     rows = []
@@ -146,6 +148,9 @@ def write_hpa(root: Path, rng: np.random.Generator, per_class: int, size: tuple[
                     gray[y:y + height // 4, x:x + max(1, width // 7)] = 255
             write_image(root / "train" / f"{sample_id}_{stain}.png", gray)
     write_csv(root / "train.csv", ["Id", "Target"], rows)
+    splits = ["train"] * 73 + ["val"] * 18 + ["test_val"] * 9
+    write_csv(root / "split.stratified.small.0.csv", ["Id", "Target", "Split"],
+              [[*row, splits[index * 37 % 100]] for index, row in enumerate(rows)])
     if composite_dir is not None:
         write_hpa_composites(root, Path(composite_dir), composite_channels)
 

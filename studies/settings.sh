@@ -7,7 +7,8 @@
 #   SMOKE=1                    the study in miniature, on a CPU in minutes with nothing to download: it runs in
 #                              ./smoke/ (its own datasets/, runs/, manifests/, reports/), on digits unless DATASETS
 #                              names others (then tiny copies in each dataset's own layout are written there by
-#                              data.synthetic; not hpa, whose split file must be imported), with resnet18 and
+#                              data.synthetic; hpa's with a split file in the published one's format, imported by
+#                              splits.py --from as the real one would be), with resnet18 and
 #                              mobilenet_v3_small from random weights, one epoch at 16 px in batches of 32, two
 #                              configurations of the paper's grid (AdamW with the cosine schedule at lr 0.01 and
 #                              0.001, wd 1e-4) trained in one process, and 200 bootstrap resamples. It checks that a
@@ -72,11 +73,15 @@ study_defaults() {
   export DATASETS MODELS
 }
 
-# smoke_fixture NAME [data.synthetic options]: a tiny copy of dataset NAME in datasets/NAME, unless one is there.
+# smoke_fixture NAME [data.synthetic options]: a tiny copy of dataset NAME in datasets/NAME, unless one is there
+# (HPA's split file imported as the paper's would be: README, Splits).
 smoke_fixture() {
   [ -d "datasets/$1" ] && return 0
   PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m data.synthetic "$1" --root "datasets/$1" --per-class 10 \
     "${@:2}" > /dev/null
+  if [ "$1" = hpa ]; then
+    "$PYTHON" "$REPO/splits.py" hpa --root datasets/hpa --from datasets/hpa/split.stratified.small.0.csv > /dev/null
+  fi
 }
 
 # model_names WORD...: the words with each models.py group (testbed, clip, ...) replaced by its models' names.

@@ -295,14 +295,32 @@ def test_hpa_without_its_published_file_stops_and_names_the_way_out(hpa, tmp_pat
     message = str(error.value)
     for part in ("split.stratified.small.0.csv", "https://github.com/mlfoundations/imagenet-applications-transfer",
                  "splits/hpa/", f"python splits.py hpa --root {root} --from split.stratified.small.0.csv",
-                 "--split-file", "splits/hpa-from-split.stratified.small.0.csv", "--split-method stratified",
-                 "NOT the paper's"):
+                 "splits/hpa-from-split.stratified.small.0.csv", "train.py and grid.py then find it",
+                 "--split-method stratified", "NOT the paper's"):
         assert part in message, part
     assert not list(tmp_path.iterdir())  # nothing written
 
     result = run_splits("hpa", "--root", str(root), cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("splits.py: error: hpa: the paper's split is a published file")
+
+
+def test_hpa_finds_its_imported_published_file_without_split_file(hpa, tmp_path, monkeypatch):
+    """Imported once with splits.py --from, Park's file is HPA's default split: grid.py can plan HPA beside the other
+    datasets, whose splits need no file. On a copy that is not the published data it is not called the paper's."""
+    root, rows = hpa
+    monkeypatch.chdir(tmp_path)
+    published = tmp_path / "split.stratified.small.0.csv"
+    write_csv(published, ["Id", "Target", "Split"], rows)
+    assert run_splits("hpa", "--root", str(root), "--from", str(published), cwd=tmp_path).returncode == 0
+    imported = tmp_path / "splits" / "hpa-from-split.stratified.small.0.csv"
+    resolved = resolve(open_dataset("hpa", root))
+    assert resolved.path == Path("splits/hpa-from-split.stratified.small.0.csv")
+    assert resolved.sha256 == sha256_file(imported) and resolved.method == "paper" and resolved.papers is False
+    assert "imported as splits/hpa-from-split.stratified.small.0.csv" in resolved.description
+    assert "NOT the paper's split, which has train 22,582, val 5,664, test_val 2,826" in resolved.description
+    assert {name: len(found) for name, found in resolved.indices.items()} == \
+        {name: sum(split == name for *_, split in rows) for name in ("train", "val", "test_val")}
 
 
 def test_hpa_stratified_split_proceeds_labelled_as_not_the_papers(hpa, tmp_path):
