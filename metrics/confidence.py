@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-from scipy.stats import beta
 
 from metrics.statistics import (
     TASK_METRICS,
@@ -42,6 +41,8 @@ def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[f
     if trials <= 0 or not 0 <= successes <= trials:
         raise ValueError(f"need 0 <= successes <= trials and trials > 0, got {successes} of {trials}")
     alpha = 1 - level
+    from scipy.stats import beta  # here: scipy.stats takes half a second to import, and training never needs it
+
     low = beta.ppf(alpha / 2, successes, trials - successes + 1) if successes > 0 else 0.0
     high = beta.ppf(1 - alpha / 2, successes + 1, trials - successes) if successes < trials else 1.0
     return float(low), float(high)

@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import minimize
 
 from metrics.confidence import (
     bootstrap_distribution,
@@ -209,6 +208,8 @@ def fit_cutpoints(labels, outputs, num_classes: int) -> np.ndarray:
     def negative_qwk(cuts: np.ndarray) -> float:
         kappa = point_value(qwk_statistic(labels, np.digitize(outputs, np.sort(cuts))), len(labels))
         return -kappa if np.isfinite(kappa) else np.inf
+
+    from scipy.optimize import minimize  # here: a slow import, needed only for a regression head's cut points
 
     result = minimize(negative_qwk, default_cutpoints(num_classes), method="Nelder-Mead")
     return np.sort(result.x)

@@ -538,3 +538,15 @@ def test_cassava_disease_map_must_have_five_entries(tmp_path, mapping, expected)
     else:
         path.write_text(json.dumps(mapping))
     assert f"{path}: {expected}" in error_of("cassava", root)
+
+
+def test_digits_are_scikit_learns_bundled_digits_read_without_importing_it():
+    """data/digits.py reads scikit-learn's digits.csv.gz itself (importing scikit-learn costs every digits run a
+    second): the same images and digits as load_digits."""
+    from sklearn.datasets import load_digits
+
+    from data.digits import bundled_digits
+
+    images, digits = bundled_digits()
+    bunch = load_digits()
+    assert np.array_equal(images, bunch.images) and np.array_equal(digits, bunch.target)
