@@ -43,7 +43,7 @@ MODEL_GROUPS = ("all", *dict.fromkeys(entry.group for entry in registry.REGISTRY
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__.split("\n\n")[0])
+    p = cli.parser(__doc__)
     p.add_argument("dataset", choices=sorted(REGISTRY), help="dataset from the registry in data/")
     add_data_arguments(p)  # the same flags as train.py, so the cache is built for the images train.py reads
     which = p.add_mutually_exclusive_group()

@@ -31,7 +31,7 @@ from evaluation.options import EvalOptions
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__.split("\n\n")[0])
+    p = cli.parser(__doc__)
     p.add_argument("runs", nargs="*",
                    help="runs: runs/<run_id>, runs/<run_id>.json, a bare run id (looked up in --runs-dir), or a "
                         "folder of run records (each complete run in it)")

@@ -42,7 +42,7 @@ halving_factor = cli.whole_number(2, "a halving factor: a whole number")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cli.parser(__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = cli.parser(__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     options = {"formatter_class": cli.HelpFormatter, "allow_abbrev": False}
 

@@ -31,7 +31,7 @@ class ModelsOptions:
 
 
 def build_parser():
-    parser = cli.parser(__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--json", action="store_true", help="print the registry as JSON, with the source of every "
                                                             "ImageNet top-1, instead of a table")
     parser.add_argument("--models-file", default=None,

@@ -19,7 +19,7 @@ from data.splits import split_dataset
 
 
 def build_parser():
-    parser = cli.parser(__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("dataset", choices=sorted(REGISTRY), help="which dataset to split")
     parser.add_argument("--root", type=Path, default=None,
                         help="the dataset's folder; datasets/<dataset> when not given")

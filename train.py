@@ -28,7 +28,7 @@ from training.options import TrainOptions, build_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = TrainOptions.from_args(build_parser().parse_args(argv))  # checked before torch is imported
+    options = TrainOptions.from_args(build_parser(__doc__).parse_args(argv))  # checked before torch is imported
     run_config(options)  # and the combination of flags, before any data is read
     from training.command import run_command  # torch: imported once the command is known to be well-formed
     return run_command(options)

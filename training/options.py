@@ -17,9 +17,10 @@ from nets import models_file
 from training import recipe
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser("Fine-tune an ImageNet model on a dataset with the paper's recipe: one run of the study's grid, "
-                   "or several at once.")
+def build_parser(description: str = "Fine-tune an ImageNet model on a dataset with the paper's recipe: one run of "
+                                      "the study's grid, or several at once.") -> argparse.ArgumentParser:
+    """train.py's parser (train.py gives its docstring as the description; grid.py checks options with it)."""
+    p = cli.parser(description)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="digits", choices=sorted(REGISTRY), help="dataset from the registry in data/")
     add_data_arguments(g)
