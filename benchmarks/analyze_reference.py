@@ -32,14 +32,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import analyze_study
 
-import metrics
-from common import cli, fileio, provenance, runrecord
-from data import REGISTRY
+from common import cli, provenance
 from nets import registry
 
 NEW_MODEL, NEW_TOP1 = "my_new_model", 84.2
 NEW_SOURCE = "a user's models file: top-1 measured with evaluate.py --imagenet-val (synthetic benchmark)"
-NEW_VERSION = 1  # bump when the generated runs change, so that old ones are regenerated
+NEW_VERSION = 2  # bump when the generated runs change, so that old ones are regenerated
 
 
 def new_entry() -> registry.ModelEntry:
@@ -50,54 +48,17 @@ def new_entry() -> registry.ModelEntry:
 
 def generate_new(folder: Path, seed: int) -> int:
     """The new model's 360 runs into `folder`, as analyze_study.generate writes the testbed's; returns the count."""
-    rng, entry, count = np.random.default_rng(seed), new_entry(), 0
-    for dataset, splits in analyze_study.SPLIT_SIZES.items():
-        spec = REGISTRY[dataset]
-        skill = float(np.clip((NEW_TOP1 - 50) / 40 + rng.normal(0, 0.05), 0, 1))
-        arrays = {split: analyze_study.predictions(rng, spec.task, spec.num_classes, n, skill)
-                  for split, n in splits.items()}
-        labels, scores = arrays[spec.selection_split]
-        thresholds = metrics.fit_decision(spec.task, labels, scores, spec.num_classes)
-        best_metrics = {runrecord.metric_key(split, name): value for split, (y, s) in arrays.items()
-                        for name, value in metrics.score(spec.task, y, s, thresholds, spec.num_classes).items()}
-        best_config, best_files, others = int(rng.integers(len(analyze_study.GRID))), {}, []
-        for index, hparams in enumerate(analyze_study.GRID):
-            config = {**analyze_study.run_config(dataset, "convnext_tiny", *hparams), "model": NEW_MODEL}
-            draw = rng.random()
-            status = runrecord.COMPLETE if index == best_config or draw > 0.03 else \
-                runrecord.FAILED if draw < 0.02 else runrecord.DIVERGED
-            worse = {k: v - float(rng.uniform(0.001, 0.1)) for k, v in best_metrics.items()}
-            run = analyze_study.record(config, entry, status, (best_metrics if index == best_config else worse)
-                                       if status == runrecord.COMPLETE else None, splits, rng)
-            run["model"]["top1_source"] = NEW_SOURCE
-            for split, relative in run["predictions"].items():
-                path = folder / relative
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if index == best_config:
-                    y, s = arrays[split]
-                    runrecord.write_predictions(path, [f"{dataset}-{i}" for i in range(len(y))], y, s, thresholds,
-                                                spec.task)
-                    best_files[split] = path
-                else:
-                    others.append((split, path))
-            fileio.atomic_write_json(folder / f"{run['run_id']}.json", run)
-            count += 1
-        for split, path in others:  # the other configurations' files: hard links to the best's (never read)
-            os.link(best_files[split], path)
-    return count
+    rng, entry = np.random.default_rng(seed), new_entry()
+    return sum(analyze_study.write_grid(folder, rng, dataset, splits, entry, NEW_TOP1,
+                                        lambda hparams: {**analyze_study.run_config(dataset, "convnext_tiny", *hparams),
+                                                         "model": NEW_MODEL})
+               for dataset, splits in analyze_study.SPLIT_SIZES.items())
 
 
 def ensure_new(folder: Path, seed: int) -> int:
-    marker = folder / "new-runs.txt"
     expected = f"analyze_reference version {NEW_VERSION} seed {seed}"
-    if marker.exists() and marker.read_text().splitlines()[0] == expected:
-        return int(marker.read_text().splitlines()[1])
-    if folder.exists() and any(folder.iterdir()):
-        raise SystemExit(f"{folder} holds something other than this benchmark's runs; give an empty --work")
-    folder.mkdir(parents=True, exist_ok=True)
-    count = generate_new(folder, seed)
-    marker.write_text(f"{expected}\n{count}\n")
-    return count
+    return analyze_study.ensure_generated(folder, "new-runs.txt", expected, lambda where: generate_new(where, seed),
+                                          "--work")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,7 +44,7 @@ SPLIT_SIZES = {"cct20": {"cis_val": 3484, "cis_test": 15827}, "aptos": {"val": 7
 GRID = [(optimizer, schedule, lr, wd) for optimizer, lrs in (("sgd", (0.1, 0.01, 0.001)), ("adamw", (1e-3, 1e-4, 1e-5)))
         for schedule in ("cosine", "step") for lr in lrs for wd in (1e-3, 1e-4, 1e-5, 1e-6, 0.0)]
 FAILED_SHARE, DIVERGED_SHARE = 0.02, 0.01
-STUDY_VERSION = 1  # bump when the generated study changes, so that an old one is regenerated
+STUDY_VERSION = 2  # bump when the generated study changes, so that an old one is regenerated
 
 
 def predictions(rng: np.random.Generator, task: str, num_classes: int, n: int, skill: float):
@@ -107,7 +107,8 @@ def record(config: dict, entry: registry.ModelEntry, status: str, best_metrics: 
                     "split_sha256": config["split_sha256"], "split_sizes": {"train": 20000, **splits},
                     "excluded": {}},
         "model": {"constructor": entry.constructor, "group": entry.group, "head": "fresh",
-                  "imagenet_top1": entry.imagenet_top1, "in_chans": 3, "input_size": entry.input_size,
+                  "imagenet_top1": entry.imagenet_top1, "top1_source": entry.top1_source, "in_chans": 3,
+                  "input_size": entry.input_size,
                   "label": entry.label, "library": entry.library, "mean": list(entry.mean), "name": entry.name,
                   "num_outputs": spec.num_classes, "params": entry.params, "pool": "avg", "std": list(entry.std),
                   "weights_loaded": f"imagenet:{entry.weights_tag}", "weights_tag": entry.weights_tag},
@@ -127,55 +128,66 @@ def generate(folder: Path, seed: int) -> int:
     testbed = [entry for entry in registry.REGISTRY.values() if entry.group == "testbed"]
     count = 0
     for dataset, splits in SPLIT_SIZES.items():
-        spec = REGISTRY[dataset]
         for entry in testbed:
-            skill = float(np.clip((entry.imagenet_top1 - 50) / 40 + rng.normal(0, 0.05), 0, 1))
-            arrays = {split: predictions(rng, spec.task, spec.num_classes, n, skill) for split, n in splits.items()}
-            labels, scores = arrays[spec.selection_split]
-            thresholds = metrics.fit_decision(spec.task, labels, scores, spec.num_classes)
-            best_metrics = {runrecord.metric_key(split, name): value for split, (y, s) in arrays.items()
-                            for name, value in metrics.score(spec.task, y, s, thresholds, spec.num_classes).items()}
-            best_config = int(rng.integers(len(GRID)))
-            links: dict[str, list[Path]] = {}  # split -> prediction files of the other configurations
-            for index, hparams in enumerate(GRID):
-                config = run_config(dataset, entry.name, *hparams)
-                draw = rng.random()
-                status = runrecord.COMPLETE if index == best_config or draw > FAILED_SHARE + DIVERGED_SHARE else \
-                    runrecord.FAILED if draw < FAILED_SHARE else runrecord.DIVERGED
-                worse = {k: v - float(rng.uniform(0.001, 0.1)) for k, v in best_metrics.items()}
-                run = record(config, entry, status, (best_metrics if index == best_config else worse)
-                             if status == runrecord.COMPLETE else None, splits, rng)
-                for split, relative in run["predictions"].items():
-                    path = folder / relative
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    if index == best_config:
-                        y, s = arrays[split]
-                        runrecord.write_predictions(path, [f"{dataset}-{i}" for i in range(len(y))], y, s, thresholds,
-                                                  spec.task)
-                    else:
-                        links.setdefault(split, []).append(path)
-                fileio.atomic_write_json(folder / f"{run['run_id']}.json", run)
-                count += 1
-            # the other configurations' prediction files: hard links to the best's (never read by analyze.py)
-            best_id = run_id(run_config(dataset, entry.name, *GRID[best_config]))
-            for split, paths in links.items():
-                for path in paths:
-                    os.link(runrecord.RunFiles(folder, best_id).predictions(split), path)
+            count += write_grid(folder, rng, dataset, splits, entry, entry.imagenet_top1,
+                                lambda hparams: run_config(dataset, entry.name, *hparams))
+    return count
+
+
+def write_grid(folder: Path, rng: np.random.Generator, dataset: str, splits: dict[str, int],
+               entry: registry.ModelEntry, top1: float, config_of) -> int:
+    """One model's 60 runs on one dataset: predictions whose quality follows `top1`, one configuration the best,
+    a few failed or diverged; returns the number of records."""
+    spec = REGISTRY[dataset]
+    skill = float(np.clip((top1 - 50) / 40 + rng.normal(0, 0.05), 0, 1))
+    arrays = {split: predictions(rng, spec.task, spec.num_classes, n, skill) for split, n in splits.items()}
+    labels, scores = arrays[spec.selection_split]
+    thresholds = metrics.fit_decision(spec.task, labels, scores, spec.num_classes)
+    best_metrics = {runrecord.metric_key(split, name): value for split, (y, s) in arrays.items()
+                    for name, value in metrics.score(spec.task, y, s, thresholds, spec.num_classes).items()}
+    best_config, best_files, others = int(rng.integers(len(GRID))), {}, []
+    for index, hparams in enumerate(GRID):
+        draw = rng.random()
+        status = runrecord.COMPLETE if index == best_config or draw > FAILED_SHARE + DIVERGED_SHARE else \
+            runrecord.FAILED if draw < FAILED_SHARE else runrecord.DIVERGED
+        worse = {k: v - float(rng.uniform(0.001, 0.1)) for k, v in best_metrics.items()}
+        run = record(config_of(hparams), entry, status, (best_metrics if index == best_config else worse)
+                     if status == runrecord.COMPLETE else None, splits, rng)
+        for split, relative in run["predictions"].items():
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if index == best_config:
+                y, s = arrays[split]
+                runrecord.write_predictions(path, [f"{dataset}-{i}" for i in range(len(y))], y, s, thresholds,
+                                            spec.task)
+                best_files[split] = path
+            else:
+                others.append((split, path))
+        fileio.atomic_write_json(folder / f"{run['run_id']}.json", run)
+    for split, path in others:  # the other configurations' prediction files: hard links (analyze.py reads none)
+        os.link(best_files[split], path)
+    return len(GRID)
+
+
+def ensure_generated(folder: Path, marker_name: str, expected: str, make, option: str) -> int:
+    """The records `make(folder)` writes, made once: a marker (a .txt: analyze.py reads only *.json) names what the
+    folder holds, so a rerun reuses it; a folder holding anything else is refused."""
+    marker = folder / marker_name
+    if marker.exists() and marker.read_text().splitlines()[0] == expected:
+        return int(marker.read_text().splitlines()[1])
+    if folder.exists() and any(folder.iterdir()):
+        raise SystemExit(f"{folder} holds something other than this benchmark's records; give an empty {option}")
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    count = make(folder)
+    marker.write_text(f"{expected}\n{count}\n")
+    print(f"generated {count} records in {folder} ({time.perf_counter() - start:.0f} s)")
     return count
 
 
 def ensure_study(folder: Path, seed: int) -> int:
-    marker = folder / "study.txt"
-    expected = f"analyze_study version {STUDY_VERSION} seed {seed}"
-    if marker.exists() and marker.read_text().splitlines()[0] == expected:
-        return int(marker.read_text().splitlines()[1])
-    if folder.exists() and any(folder.iterdir()):
-        raise SystemExit(f"{folder} holds something other than this benchmark's study; give an empty --study")
-    start = time.perf_counter()
-    count = generate(folder, seed)
-    marker.write_text(f"{expected}\n{count}\n")  # a .txt: analyze.py reads only *.json
-    print(f"generated {count} records in {folder} ({time.perf_counter() - start:.0f} s)")
-    return count
+    return ensure_generated(folder, "study.txt", f"analyze_study version {STUDY_VERSION} seed {seed}",
+                            lambda where: generate(where, seed), "--study")
 
 
 def time_analyze(study: Path, out: Path, extra: list[str]) -> tuple[float, float, float]:

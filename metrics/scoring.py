@@ -1,11 +1,12 @@
 """Every metric of the project: point values, 95% intervals, per-class thresholds and ordinal cut points.
 
-train.py's loop (fit.py) calls `fit_on_selection` (thresholds or cut points fit on the selection split) and
-`score` after each evaluated epoch; evaluate.py calls `fit_on_selection`, then `score_with_intervals` on the
-reported split; analyze.py calls `intervals` (through selection.py), which scores the models of a dataset on
-shared resamples. `paired_difference`, the interval of the difference between two runs on the same samples, is
-called by no script: it is for comparing two runs' saved predictions in Python. Nothing here reads files; run
-`python -m pytest -q tests/test_metrics.py` to check it and `python benchmarks/bootstrap.py` to time it.
+train.py's loop (training/loop.py) calls `fit_on_selection` (thresholds or cut points fit on the selection split) and
+`score` after each evaluated epoch; evaluate.py calls `fit_on_selection`, then `score_with_intervals` on the reported
+split; analyze.py resamples the chosen models' predictions with this package's statistics and resample indices
+(analysis/resampling.py: the intervals `intervals` gives, on resamples shared by the models of a dataset).
+`paired_difference`, the interval of the difference between two runs on the same samples, is called by no script: it is
+for comparing two runs' saved predictions in Python. Nothing here reads files; run `python -m pytest -q
+tests/test_metrics.py` to check it and `python benchmarks/bootstrap.py` to time it.
 
 Predictions ("scores") look the same everywhere in the project:
   multiclass, ordinal (classification head)  labels (N,) int     scores (N, C) probabilities, prediction = argmax

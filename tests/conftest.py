@@ -14,6 +14,14 @@ from common import fileio
 from data import open_dataset
 
 REPO = Path(__file__).resolve().parent.parent
+# The files that take minutes, slowest first: run first, so that the workers (pyproject.toml: a file each) end
+# together instead of one finishing a long file alone.
+SLOW_FILES = ("test_studies.py", "test_benchmark_study.py", "test_demo.py", "test_slurm_cluster.py", "test_grid.py",
+              "test_identity.py", "test_train.py", "test_packed.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    items.sort(key=lambda item: SLOW_FILES.index(item.path.name) if item.path.name in SLOW_FILES else len(SLOW_FILES))
 
 
 def small_digits_split(folder: Path, n_train: int = 160, n_val: int = 91) -> Path:

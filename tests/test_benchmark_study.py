@@ -53,3 +53,14 @@ def test_benchmark_a_model_of_a_models_file_against_a_reference_on_the_six_datas
 
 def records_in(folder: Path) -> list[dict]:
     return [fileio.read_json(path) for path in sorted(folder.glob("*.json"))]
+
+
+def test_a_benchmark_on_a_halving_budget_says_so(tmp_path, split_file):
+    """--budget halving: successive halving (factor 3) over the configurations, and the report says the score is
+    that of the configuration halving kept."""
+    study("benchmark_model.sh", tmp_path, "resnet18", "--budget", "halving", DATASETS="digits",
+          PLAN_OPTIONS=f"--epochs 3 --split-file {split_file}")
+    runs = [fileio.read_json(path) for path in sorted((tmp_path / "smoke" / "runs-benchmark").glob("*.json"))]
+    assert sorted(len(r["history"]) for r in runs) == [1, 3] and all(r["halving"]["factor"] == 3 for r in runs)
+    report = (tmp_path / "smoke" / "reports" / "benchmark-resnet18" / "report.md").read_text()
+    assert "Configurations were chosen by successive halving" in report
