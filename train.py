@@ -23,6 +23,7 @@ per epoch; 30 epochs; input 224 for DeiT and EuroSAT, 256 otherwise (registry.in
 from __future__ import annotations
 
 from common import errors
+from training.command import run_command
 from training.config import run_config
 from training.options import TrainOptions, build_parser
 
@@ -30,8 +31,7 @@ from training.options import TrainOptions, build_parser
 def main(argv: list[str] | None = None) -> int:
     options = TrainOptions.from_args(build_parser(__doc__).parse_args(argv))  # checked before torch is imported
     run_config(options)  # and the combination of flags, before any data is read
-    from training.command import run_command  # torch: imported once the command is known to be well-formed
-    return run_command(options)
+    return run_command(options)  # torch is imported once a run is left to train
 
 
 if __name__ == "__main__":

@@ -237,11 +237,11 @@ def _official_split(samples: Samples) -> np.ndarray:
 
 
 def _stratified_split(samples: Samples, seed: int) -> np.ndarray:
-    from sklearn.model_selection import StratifiedGroupKFold  # here: a slow import most runs skip
     spec = samples.spec
     if samples.labels.ndim == 2:
         return _multilabel_split(samples.labels, spec, seed)
     if "patient_id" in samples.columns:
+        from sklearn.model_selection import StratifiedGroupKFold  # here: a second's import, for this case only
         groups = _patient_groups(samples)
         if len(np.unique(groups)) < PATIENT_GROUP_FOLDS:
             raise SplitMethodError(f"{spec.name}: patient-grouped splitting needs at least {PATIENT_GROUP_FOLDS} "

@@ -14,6 +14,10 @@ from common import fileio
 from data import open_dataset
 
 REPO = Path(__file__).resolve().parent.parent
+# The xdist workers (pyproject.toml) share the machine's cores: each worker, and every process a test starts, takes
+# one thread (as the tests already ask of train.py), so that the workers do not fight over the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # The files that take minutes, slowest first: run first, so that the workers (pyproject.toml: a file each) end
 # together instead of one finishing a long file alone.
 SLOW_FILES = ("test_studies.py", "test_benchmark_study.py", "test_demo.py", "test_slurm_cluster.py", "test_grid.py",

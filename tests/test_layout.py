@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, digits_args
 
 SCRIPTS = ("train", "evaluate", "analyze", "splits", "fid", "models", "grid", "cache")
 # Packages from the bottom up: each may import those before it, never those after.
@@ -169,6 +169,13 @@ TORCH = {"torch", "timm", "torchvision", "albumentations"}
 ])
 def test_what_must_start_without_torch_does(code):
     assert not loaded_after(code) & TORCH
+
+
+def test_a_finished_run_is_skipped_without_torch(complete_run, split_file):
+    """A shell loop over the grid, restarted, passes its finished runs in a fraction of a second each."""
+    work, out, _ = complete_run
+    code = (f"import train\nassert train.main({digits_args(split_file, out, 3)!r}) == 0")
+    assert not loaded_after(code, cwd=work) & TORCH
 
 
 def test_grid_plan_runs_without_torch(tmp_path, split_file):

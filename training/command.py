@@ -13,7 +13,6 @@ from common import errors, runrecord
 from data.inputs import Inputs, open_inputs
 from training import lpft
 from training.config import RunConfig, configurations
-from training.loop import fit
 from training.options import TrainOptions
 
 
@@ -46,6 +45,7 @@ def train_configurations(options: TrainOptions, inputs: Inputs, configs: list[Ru
             pending.append(config)
     if not pending:
         return 0
+    from training.loop import fit  # torch: imported only once a run is left to train, so that skipping takes a second
     size, status = options.max_pack or len(pending), 0
     for start in range(0, len(pending), size):
         status = max(status, fit(options, inputs, pending[start:start + size], fingerprint))
