@@ -69,11 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip-x", choices=CLIP_X, default="linear-probe",
                         help="the ImageNet top-1 at which the CLIP towers are drawn (apart from the fits): the CLIP "
                              "paper's linear-probe accuracy, as the paper's Figure 8, or its zero-shot accuracy")
-    parser.add_argument("--reference", nargs="+", default=None, metavar="FILE",
-                        help="results files (written by --export) to analyse the runs against: their models join "
-                             "every table and figure, and the runs' models are marked new; none when left out")
+    parser.add_argument("--reference", action="append", default=None, metavar="FILE",
+                        help="a results file (written by --export) to analyse the runs against, repeated for more: "
+                             "their models join every table and figure, and the runs' models are marked new; none "
+                             "when left out")
     parser.add_argument("--export", default=None, metavar="FILE",
-                        help="also write the results as one self-describing JSON file for --reference (schema: "
+                        help="also write the runs' results (not those of --reference files) as one "
+                             "self-describing JSON file for --reference (schema: "
                              "analysis/reference.py)")
     return parser
 
@@ -85,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if not analysis.best:
         raise pipeline.nothing_to_analyse(analysis)
-    if options.export:
-        exported = reference.export(options.export, analysis.best, analysis.replicates, analysis.settings,
-                                    analysis.run_commits)
-        print(f"results of {len(analysis.best)} (dataset, model) pairs exported to {exported}")
+    if options.export:  # the runs' own results: those read from --reference files are in those files already
+        own = [row for row in analysis.best if row.origin == "runs"]
+        exported = reference.export(options.export, own, analysis.replicates, analysis.settings, analysis.run_commits)
+        print(f"results of {len(own)} (dataset, model) pairs exported to {exported}")
     drawn, figure_notes = pipeline.make_figures(analysis)
     analysis.notes.extend(figure_notes)
     written = report.write_outputs(analysis, drawn, options.out)

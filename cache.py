@@ -39,8 +39,6 @@ from imagecache.verify import BadImage, BadImagesError, verify_images
 from imagecache.worker import WorkerPool, worker_pool
 from nets import models_file, registry
 
-MODEL_GROUPS = ("all", *dict.fromkeys(entry.group for entry in registry.REGISTRY.values()))
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
@@ -49,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--model", nargs="+", metavar="NAME",
                        help="prepare the input size train.py gives each of these models (models.py)")
-    which.add_argument("--models", choices=MODEL_GROUPS, help="prepare for every registry model of a group")
+    which.add_argument("--models", metavar="GROUP",
+                       help=f"prepare for every model of a group ({', '.join(registry.groups())}, or a "
+                            f"--models-file's group)")
     p.add_argument("--models-file", default=None,
                    help="a JSON file of your own models (README, 'Benchmark your model'), as train.py takes it")
     p.add_argument("--img-size", type=int, nargs="+",

@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "asks for bf16 or fp16")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
 
+    for sub in commands.choices.values():
+        sub.set_defaults(subparser=sub)  # so that an error is reported by the sub-command's parser, naming it
     for name in ("status", "run", "slurm", "estimate"):
         sub = commands.choices[name]
         if name != "status":
@@ -133,17 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    """The parser of one sub-command (grid.py run, ...), whose errors name it."""
-    actions = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
-    return actions[0].choices[name]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, passthrough = parser.parse_known_args(argv)
     if passthrough and args.command != "plan":
-        subcommand(parser, args.command).error(f"unrecognized arguments: {' '.join(passthrough)}")
+        args.subparser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     if args.command == "plan":
         wanted = {axis: getattr(args, axis) for axis in PACKED if getattr(args, axis)}
         return plan_grid(args.datasets, args.models, args.seeds, args.grid, wanted, passthrough, args.manifest)

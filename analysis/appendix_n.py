@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from analysis.selection import Best
+from analysis.selection import Best, best_by_model
 from analysis.trends import SEPARATE_GROUPS, drawn_apart, logit, metric_scale, model_resamples
 
 MIN_APPENDIX_N_DATASETS = 3  # each dataset needs at least two others to average
@@ -118,10 +118,7 @@ def appendix_n(best: list[Best], datasets: Sequence[str], n_boot: int = 10000, l
         result["note"] = (f"skipped: needs at least {MIN_APPENDIX_N_DATASETS} datasets, has {len(datasets)} "
                           f"({', '.join(datasets) or 'none'})")
         return result
-    table: dict[str, dict[str, Best]] = {}
-    for row in best:
-        if row.dataset in datasets:
-            table.setdefault(row.model, {})[row.dataset] = row
+    table = best_by_model(best, datasets)
     included = []
     for model in sorted(table):
         absent = [d for d in datasets if d not in table[model]]

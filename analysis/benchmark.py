@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from analysis.appendix_n import standardise
 from analysis.resampling import percentile_interval
-from analysis.selection import Best
+from analysis.selection import Best, best_by_model
 from analysis.trends import logit, metric_scale
 
 
@@ -41,10 +42,7 @@ def leaderboard(best: list[Best], datasets: Sequence[str], replicates: dict[tupl
     if not datasets:
         result["note"] = "no dataset to score (with 'all', the benchmark averages the real-world datasets present)"
         return result
-    table: dict[str, dict[str, Best]] = {}
-    for row in best:
-        if row.dataset in datasets:
-            table.setdefault(row.model, {})[row.dataset] = row
+    table = best_by_model(best, datasets)
     models = []
     for model in sorted(table):
         absent = [d for d in datasets if d not in table[model]]
@@ -134,9 +132,5 @@ def _resampled_ranks(ordered: list[np.ndarray | None], level: float = 0.95) -> l
 def _standardised_logit_score(percent: dict[str, np.ndarray]) -> np.ndarray:
     """The average over datasets of each model's logit metric standardised across the models (Appendix N's scale);
     NaN where a dataset has fewer than two models or no spread."""
-    z = []
-    for values in percent.values():
-        logits = logit(values)
-        spread = logits.std(ddof=1) if len(logits) > 1 else 0.0
-        z.append((logits - logits.mean()) / spread if spread > 0 else np.full(len(logits), np.nan))
-    return np.mean(z, axis=0)
+    return np.mean([standardise(logit(values)) if len(values) > 1 else np.full(len(values), np.nan)
+                    for values in percent.values()], axis=0)

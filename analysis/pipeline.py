@@ -58,6 +58,7 @@ class Analysis:
     replicates: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # resampled reported metric
     run_commits: list[str] = field(default_factory=list)  # the toolkit commits the runs (and references) used
     comparison: dict[str, Any] | None = None  # --compare KEY: {"key", "rows"} (Appendix G)
+    halved_runs: int = 0  # runs stopped early by successive halving (grid.py run --halving)
 
 
 def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
@@ -121,7 +122,7 @@ def analyze(paths: Sequence[str | Path], datasets: Sequence[str] | None = None,
                     benchmark=leaderboard(best, chosen, replicates, level), replicates=replicates,
                     run_commits=sorted({r.git_commit for r in runs if r.git_commit}
                                        | {c for r in published for c in r.run_commits}),
-                    comparison=comparison)
+                    comparison=comparison, halved_runs=sum(run.stopped_by_halving for run in runs))
 
 
 def _filtered(reference: Reference, datasets: Sequence[str] | None, model_names: Sequence[str] | None) -> Reference:

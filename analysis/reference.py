@@ -128,7 +128,8 @@ def read_reference(path: str | Path, clip_x: str = "linear-probe") -> Reference:
         raise errors.DataError(f"--reference {path}: format_version {content.get('format_version')!r}; this "
                                f"toolkit reads version {FORMAT_VERSION}")
     try:
-        settings = {**content["analysis"], **{key: content["resampling"][key] for key in ("n_boot", "seed")}}
+        settings = {**{key: content["analysis"][key] for key in ("metric", "clip_x", "level")},
+                    **{key: content["resampling"][key] for key in ("n_boot", "seed")}}
         rows, replicates = [], {}
         for result in content["results"]:
             row = _row(result, content["datasets"][result["dataset"]], str(path), clip_x)
@@ -139,11 +140,11 @@ def read_reference(path: str | Path, clip_x: str = "linear-probe") -> Reference:
                     raise ValueError(f"{row.dataset}/{row.model} has {len(values)} replicates, not n_boot "
                                      f"{settings['n_boot']}")
                 replicates[(row.dataset, row.model)] = values
-    except (KeyError, TypeError, ValueError) as error:
+        return Reference(str(path), settings, content["datasets"], rows, replicates,
+                         list(content["toolkit"].get("run_commits") or []))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise errors.DataError(f"--reference {path}: malformed results file ({type(error).__name__}: {error})") \
             from error
-    return Reference(str(path), settings, content["datasets"], rows, replicates,
-                     list(content["toolkit"].get("run_commits") or []))
 
 
 def _number(value: Any) -> float:

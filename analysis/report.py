@@ -178,8 +178,8 @@ def summary_lines(analysis: Analysis) -> list[str]:
     if part_n["f_tests"]:
         for question, finding in (("average adds to ImageNet", "the average of the other datasets adds to ImageNet"),
                                   ("ImageNet adds to average", "ImageNet adds to the average of the other datasets")):
-            hits = [t["dataset"] for t in part_n["f_tests"] if t["test"] == question and t["p"] < 0.05]
-            lines.append(f"- Appendix N: {finding} (F-test p < 0.05) on {len(hits)} of {total} datasets"
+            hits = [t["dataset"] for t in part_n["f_tests"] if t["test"] == question and t["p"] < SIGNIFICANCE]
+            lines.append(f"- Appendix N: {finding} (F-test p < {SIGNIFICANCE:g}) on {len(hits)} of {total} datasets"
                          + (f" ({', '.join(hits)})" if hits else ""))
     if part_n["spearman"]:
         lines += n2_summary(part_n["spearman"], total)
@@ -222,8 +222,9 @@ def leaderboard_section(analysis: Analysis) -> list[str]:
              f"model's score is the average of its metric over the datasets). `P(above next)`: the share of those "
              f"resamples on which the model scores above the next one down; `rank range`: the central {level:.0%} "
              f"of its rank across them. Only sampling error of the test sets is measured, not the training run's "
-             f"own randomness.", ""]
-    if any("successive halving" in note for note in analysis.notes):
+             f"own randomness. The CSV and JSON add each model's average standardised logit score (Appendix N's "
+             f"scale).", ""]
+    if analysis.halved_runs:
         lines += ["Configurations were chosen by successive halving (grid.py run --halving): each score is that "
                   "of the configuration it kept.", ""]
     table = [{"rank": row["rank"],
@@ -314,10 +315,9 @@ def markdown_report(analysis: Analysis, figure_files: dict[str, list[Path]], out
               "models of their difference (models resampled with replacement, the average re-standardised on each "
               "resample; `p_difference` is the one-sided share of resamples where the average does not correlate "
               "better). Two readings of N.2: `higher_and_significant` is the paper's sentence (the correlation with "
-              "the average is higher than with ImageNet and significant, `p_average` < 0.05); "
-              "`difference_significant` asks more, that the difference itself is significant (`p_difference` < "
-              "0.05). The benchmark score is the paper's [§6]: a model's plain average of the datasets' metrics "
-              "(0-100); the average standardised logit score is shown beside it.", ""]
+              f"the average is higher than with ImageNet and significant, `p_average` < {SIGNIFICANCE:g}); "
+              f"`difference_significant` asks more, that the difference itself is significant (`p_difference` < "
+              f"{SIGNIFICANCE:g}).", ""]
     if part_n["note"]:
         lines += [f"Appendix N {part_n['note']}.", ""]
     else:

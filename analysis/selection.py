@@ -113,6 +113,15 @@ class Best:
     interval_method: str | None = None
 
 
+def best_by_model(best: list[Best], datasets: list[str]) -> dict[str, dict[str, Best]]:
+    """Each model's best rows on `datasets`, by dataset (models with none are absent)."""
+    table: dict[str, dict[str, Best]] = {}
+    for row in best:
+        if row.dataset in datasets:
+            table.setdefault(row.model, {})[row.dataset] = row
+    return table
+
+
 def describe_config(hparams: dict[str, Any]) -> str:
     return " ".join(f"{key}={hparams[key]}" for key in TUNED if hparams.get(key) is not None)
 

@@ -85,16 +85,8 @@ def main() -> None:
         print(f"exported the {studied}-record study in {time.perf_counter() - start:.1f} s (with its full report)")
     print(f"results file: {results} ({results.stat().st_size / 1e6:.1f} MB)")
     print(f"analyze.py on {new} new records --reference {results.name}:")
-    timings = []
-    for repeat in range(args.repeats):
-        load = os.getloadavg()[0]
-        wall, cpu, peak = analyze_study.time_analyze(args.work / "new-runs", args.work / "report",
-                                                     ["--reference", str(results)])
-        timings.append((wall, cpu, peak))
-        print(f"  run {repeat + 1}: {wall:.1f} s wall, {cpu:.1f} s CPU (all threads), {peak:.0f} MB peak resident "
-              f"memory; load average before it {load:.1f}")
-    wall, cpu, peak = min(timings)
-    print(f"best of {args.repeats} (by wall time): {wall:.1f} s wall, {cpu:.1f} s CPU, {peak:.0f} MB")
+    analyze_study.report_timings(args.work / "new-runs", args.work / "report", ["--reference", str(results)],
+                                 args.repeats)
 
 
 if __name__ == "__main__":

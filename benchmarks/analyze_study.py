@@ -204,6 +204,19 @@ def time_analyze(study: Path, out: Path, extra: list[str]) -> tuple[float, float
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux reports kilobytes
 
 
+def report_timings(study: Path, out: Path, extra: list[str], repeats: int) -> None:
+    """Time `repeats` analyze.py processes, printing each and the best (by wall time)."""
+    results = []
+    for repeat in range(repeats):
+        load = os.getloadavg()[0]  # other processes on the machine slow the wall time down: say how busy it was
+        wall, cpu, peak = time_analyze(study, out, extra)
+        results.append((wall, cpu, peak))
+        print(f"  run {repeat + 1}: {wall:.1f} s wall, {cpu:.1f} s CPU (all threads), {peak:.0f} MB peak resident "
+              f"memory; load average before it {load:.1f}")
+    wall, cpu, peak = min(results)
+    print(f"best of {repeats} (by wall time): {wall:.1f} s wall, {cpu:.1f} s CPU, {peak:.0f} MB")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(__doc__)
     parser.add_argument("--study", type=Path, default=Path(tempfile.gettempdir()) / "analyze-study",
@@ -222,15 +235,7 @@ def main() -> None:
     print(f"machine: {provenance.cpu_name()}, {os.cpu_count()} CPUs; python {platform.python_version()}, "
           f"numpy {np.__version__}")
     print(f"analyze.py on {count} records ({args.study}):")
-    results = []
-    for repeat in range(args.repeats):
-        load = os.getloadavg()[0]  # other processes on the machine slow the wall time down: say how busy it was
-        wall, cpu, peak = time_analyze(args.study, args.out, args.analyze_args)
-        results.append((wall, cpu, peak))
-        print(f"  run {repeat + 1}: {wall:.1f} s wall, {cpu:.1f} s CPU (all threads), {peak:.0f} MB peak resident "
-              f"memory; load average before it {load:.1f}")
-    wall, cpu, peak = min(results)
-    print(f"best of {args.repeats} (by wall time): {wall:.1f} s wall, {cpu:.1f} s CPU, {peak:.0f} MB")
+    report_timings(args.study, args.out, args.analyze_args, args.repeats)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import numpy as np
 
 from common import errors
 from data import DatasetSpec, Samples
+from data.split_files import imported_split_path
 
 METHODS = ("paper", "official", "stratified")
 PAPER_SEEDS = {"aptos": 414, "cassava": 414, "eurosat": 42, "melanoma": 23}
@@ -136,7 +137,7 @@ def paper_split_file_needed(samples: Samples) -> PaperSplitFileNeeded:
     return PaperSplitFileNeeded(
         f"{name}: the paper's split is a published file, which splits.py cannot make: {file_name}. Get it from "
         f"{where}; import it once with `python splits.py {name} --root {samples.root} --from {file_name}`, "
-        f"which writes splits/{name}-from-{file_name.removesuffix('.csv')}.csv, where train.py and grid.py then "
+        f"which writes {imported_split_path(name, file_name)}, where train.py and grid.py then "
         f"find it (run them in the same folder). Or choose --split-method stratified (splits.py: --method "
         f"stratified) for a multi-label stratified 73/18/9 % split that is NOT the paper's")
 

@@ -22,7 +22,7 @@ import timm.data
 import torch
 import torchvision
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
 import metrics
@@ -52,6 +52,13 @@ class ValDataset(Dataset):
                 return self.transform(image.convert("RGB")), index, ""
         except (OSError, ValueError) as error:
             return torch.zeros(0), index, f"{self.paths[index]}: cannot be decoded ({error})"
+
+
+def batch_or_problems(items: list[tuple]) -> tuple:
+    """The loader's batch; or, when an image could not be decoded, only the problems (its empty stand-in cannot be
+    stacked with the others, and the command stops on it anyway)."""
+    problems = [problem for *_, problem in items if problem]
+    return (None, None, problems) if problems else default_collate(items)
 
 
 def measure(options: EvalOptions) -> int:
@@ -126,7 +133,7 @@ def predict(model: torch.nn.Module, images: ValImages, transform, options: EvalO
             device: torch.device) -> np.ndarray:
     """The class each image is given: the index of its highest output."""
     loader = DataLoader(ValDataset(images.paths, transform), batch_size=options.batch_size,
-                        num_workers=options.workers, shuffle=False)
+                        num_workers=options.workers, shuffle=False, collate_fn=batch_or_problems)
     predicted = np.full(len(images.paths), -1, dtype=np.int64)
     with torch.inference_mode():
         for batch, index, problems in tqdm(loader, desc="ImageNet val", unit="batch", disable=not sys.stderr.isatty()):

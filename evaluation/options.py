@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from common import cli, errors
@@ -14,6 +14,10 @@ from nets import models_file, registry
 # Options added after evaluation names were first derived: left out of the name when not given, so that a command
 # of the earlier kind keeps its name.
 ADDED_LATER = ("models_file", "imagenet_val", "imagenet_devkit", "write_models_file")
+# What belongs to scoring fine-tuned runs (their data, inputs and heads), refused with --imagenet-val rather than
+# silently ignored.
+SCORING_ONLY = ("dataset", "split", "from_predictions", "submission", "test_dir", "tta", "head", "img_size", "pool",
+                "channels", "normalize", "root", "split_file", "cache")
 
 
 @dataclass(frozen=True)
@@ -78,13 +82,13 @@ class EvalOptions:
         if not self.model:
             raise errors.UsageError("--imagenet-val needs --model: the model whose ImageNet top-1 to measure (its "
                                     "pretrained weights unless --weights says otherwise)")
-        given = [flag for flag, value in (("runs", self.runs), ("--dataset", self.dataset), ("--split", self.split),
-                                          ("--from-predictions", self.from_predictions),
-                                          ("--submission", self.submission), ("--tta", self.tta != "none"))
-                 if value]
+        defaults = {field.name: field.default for field in fields(self)}
+        given = (["runs"] if self.runs else []) + ["--" + name.replace("_", "-") for name in SCORING_ONLY
+                                                   if getattr(self, name) != defaults[name]]
         if given:
-            raise errors.UsageError(f"--imagenet-val measures --model on ImageNet's validation images; "
-                                    f"{', '.join(given)} belong to scoring fine-tuned runs: leave them out")
+            raise errors.UsageError(f"--imagenet-val measures --model on ImageNet's validation images, at the size "
+                                    f"and with the transform of its weights; {', '.join(given)} belong to scoring "
+                                    f"fine-tuned runs: leave them out")
         entry = registry.get_entry(self.model)  # an unknown name fails here, before any image is read
         if self.write_models_file and entry.name in registry.REGISTRY:
             raise errors.UsageError(f"--write-models-file: {entry.name} is a built-in model whose top-1 is models.py's "

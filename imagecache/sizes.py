@@ -31,6 +31,9 @@ def input_sizes(dataset: str, model_names: list[str] | None = None, group: str |
     """The input sizes to prepare: registry.input_size(model, dataset, size) of each model and each --img-size, as
     train.py decides them. Only --img-size: those sizes. Nothing: the sizes of the paper's testbed."""
     names = model_names or (registry.group_models(group) if group else None)
+    if group and not names:
+        raise errors.UsageError(f"--models {group}: no such group of models; choose from "
+                                f"{', '.join(registry.groups())} (a --models-file's groups count too)")
     if names is None and img_sizes:
         if min(img_sizes) < 1:
             raise errors.UsageError(f"--img-size must be a positive number of pixels, got {min(img_sizes)}")

@@ -220,15 +220,16 @@ def file_entry(entry: ModelEntry, models_file: Path, **updates: Any) -> dict[str
 
 def write_entry(models_file: Path, entry: dict[str, Any]) -> str:
     """Add `entry` to the models file (created if missing), replacing the entry of the same name and leaving the
-    others as written; returns what was done. The file is checked before and after, and written atomically."""
+    others as written; returns what was done. The file and the new entry are checked before the file is changed,
+    and it is written atomically."""
     models_file = Path(models_file)
     listed = []
     if models_file.exists():
         read(models_file)  # a file with a wrong entry is refused before it is changed
         content = json.loads(models_file.read_text(encoding="utf-8"))
         listed = content["models"] if isinstance(content, dict) else content
+    _entry(models_file, len(listed) + 1, entry)
     done = "replaced" if any(e["name"] == entry["name"] for e in listed) else "added"
     listed = [entry if e["name"] == entry["name"] else e for e in listed] if done == "replaced" else [*listed, entry]
     fileio.atomic_write_text(models_file, json.dumps({"models": listed}, indent=2) + "\n")
-    read(models_file)
     return f"{done} model '{entry['name']}' in {models_file}"

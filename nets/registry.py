@@ -185,6 +185,11 @@ TORCHVISION_TAG = "IMAGENET1K_V1"
 TORCHVISION_FIXED_SIZE = ("vit_", "maxvit_")
 
 
+def groups() -> list[str]:
+    """The names --models takes: "all" and every model's group, a models file's included."""
+    return ["all", *dict.fromkeys(entry.group for entry in [*REGISTRY.values(), *_ADDED.values()])]
+
+
 def group_models(group: str) -> list[str]:
     """The models of a group ("all": every one), a models file's included."""
     return [entry.name for entry in [*REGISTRY.values(), *_ADDED.values()] if group in ("all", entry.group)]

@@ -15,8 +15,9 @@
 #   --models-file FILE   your models (train.py's --models-file: the runs' records keep the entry and its top-1)
 #   --reference FILE     published results to rank against (analyze.py --export of the testbed); repeat for more
 #   --budget full|halving  full: every configuration for every epoch (the paper's protocol, default); halving:
-#                        successive halving with factor 3 (grid.py run --halving 3), about a third of the GPU-hours;
-#                        the report says the configurations were chosen so
+#                        successive halving with factor 3 (grid.py run --halving 3), about half the GPU-hours (the
+#                        paper's 60 configurations: 870 of 1,800 epochs); the report says the configurations were
+#                        chosen so; trained here, not with --slurm
 #   --slurm              submit the runs as a Slurm job array (grid.py slurm) and the analysis as a job that starts
 #                        when the array has ended, instead of running here
 #   -- ...               options for grid.py run (e.g. --gpus 0,1,2,3), or for grid.py slurm with --slurm
@@ -42,6 +43,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$MODEL" ] || { echo "benchmark_model.sh: error: name the model to benchmark ($usage)" >&2; exit 2; }
+if [ "$BUDGET" = halving ] && [ "$SLURM" = 1 ]; then
+  echo "benchmark_model.sh: error: --budget halving trains here (grid.py run --halving): a Slurm array runs every" \
+       "configuration to the end; leave out --slurm, or use --budget full" >&2
+  exit 2
+fi
 case "$BUDGET" in
   full) HALVING=() ;;
   halving) HALVING=(--halving 3) ;;

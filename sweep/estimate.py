@@ -76,11 +76,6 @@ STAND_INS = {
     "resnet18": ("resnet50", 1.814, 4.089),
 }
 EVAL_SPEEDUP = 3.0  # a forward pass without backward and optimizer step costs about a third of a training step
-# dataset -> (train images, images evaluated each epoch: selection split + reported split), the paper's splits:
-# CCT-20: the ECCV'18 train file (13,553; an upper bound, since empty images are removed), cis_val 3,484 + cis_test
-# 15,827. APTOS, Cassava, EuroSAT: 20% of each class held out (int(0.2 n)) of 3,662 / 21,397 / 27,000 images. HPA: the
-# published 22,582 / 5,664 / 2,826 file. Melanoma: 80% of the tfrecord folds of 57,964 distinct 2019+2020 images
-# (about 46,371; the exact count depends on the folds). CIFAR-10: 50,000 / 10,000.
 def precision_of(config: dict) -> str:
     """The precision a run trains in, as the tables name it: train.py's "no" is fp32; "auto" is bf16 on the GPUs
     these estimates are for (fit.py), and fp16 runs at bf16's speed."""
@@ -265,10 +260,11 @@ def config_memory_bytes(model: str, img_size: int, batch_size: int, precision: s
 def pack_size(configs: list[dict], gpu_memory: int, measured: dict | None = None) -> int:
     """How many configurations of one group (runs that differ only in optimizer, schedule, lr and wd) to train in
     one process on one GPU of `gpu_memory` bytes (grid.py run and grid.py slurm --pack auto): as many as keep the
-    GPU busy while one input path feeds them (model-alone rate / train.py rate, or the ceiling / INPUT_RATE), within
-    80% of the GPU's memory with the hungriest optimizer among them. Precision and compile mode are the runs' own.
-    A row whose train.py figure is derived from its model-alone one (train_py_from: the reference table's) says
-    nothing of the input path, so its ceiling is held against the input rate, as the reference table's are."""
+    GPU busy while one input path feeds them (model-alone rate / train.py rate, or the ceiling / the reference's
+    input_rate), within 80% of the GPU's memory with the hungriest optimizer among them. Precision and compile mode
+    are the runs' own. A row whose train.py figure is derived from its model-alone one (train_py_from: the
+    reference table's) says nothing of the input path, so its ceiling is held against the input rate, as the
+    reference table's are."""
     config = configs[0]
     precision, compiled = precision_of(config), bool(config.get("compile"))
     row = measured_row(measured, config["model"], precision, compiled)

@@ -48,7 +48,9 @@ def test_benchmark_a_model_of_a_models_file_against_a_reference_on_the_six_datas
     header, rows = read_csv(report / "tables" / "trends.csv")
     assert all("my_net" in row[header.index("new")] for row in rows if row[header.index("new")])
     assert "**my_net** (new)" in (report / "report.md").read_text()
-    assert (report / "figures" / "figure1.png").is_file() and (report / "my_net-results.json").is_file()
+    assert (report / "figures" / "figure1.png").is_file()
+    exported = json.loads((report / "my_net-results.json").read_text())  # the model's own, not the reference's too
+    assert {(r["dataset"], r["model"]) for r in exported["results"]} == {(d, "my_net") for d in SIX.split()}
 
 
 def records_in(folder: Path) -> list[dict]:
@@ -64,3 +66,5 @@ def test_a_benchmark_on_a_halving_budget_says_so(tmp_path, split_file):
     assert sorted(len(r["history"]) for r in runs) == [1, 3] and all(r["halving"]["factor"] == 3 for r in runs)
     report = (tmp_path / "smoke" / "reports" / "benchmark-resnet18" / "report.md").read_text()
     assert "Configurations were chosen by successive halving" in report
+    refused = study("benchmark_model.sh", tmp_path, "resnet18", "--budget", "halving", "--slurm", check=False)
+    assert refused.returncode == 2 and "--budget halving trains here" in refused.stderr

@@ -80,6 +80,21 @@ def test_a_cache_prepared_for_models_is_the_one_train_py_reads(tmp_path, monkeyp
         assert reader is not None and reader.info["settings"]["img_size"] == registry.input_size(model, "digits")
 
 
+def test_a_models_files_group_is_prepared_and_an_unknown_group_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models.json").write_text(json.dumps({"models": [{
+        "name": "my_net", "library": "torchvision", "constructor": "resnet18", "input_size": 48,
+        "imagenet_top1": 70.0, "top1_source": "a test", "group": "mine"}]}))
+    try:
+        assert cache.main(["digits", "--models", "mine", "--models-file", "models.json", "--splits", "val",
+                           "--workers", "0", "--dry-run"]) == 0
+        assert capsys.readouterr().out.startswith(f"digits val (eval {registry.input_size('my_net', 'digits')}):")
+        with pytest.raises(errors.UsageError, match="--models theirs: no such group.*all, testbed.*, mine"):
+            cache.main(["digits", "--models", "theirs", "--models-file", "models.json", "--dry-run"])
+    finally:
+        registry.set_added([])
+
+
 def test_help_shows_each_default_once():
     text = cache.build_parser().format_help()
     assert "(default: None)" not in text

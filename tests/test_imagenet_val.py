@@ -153,9 +153,19 @@ def test_bad_folders_and_commands_are_one_line_errors(imagenet, tmp_path):
     (stray / "n99999999").mkdir()
     with pytest.raises(errors.DataError, match="n99999999 are not ImageNet-1k classes"):
         measure(stray, imagenet["models"], tmp_path / "out")
+    broken = tmp_path / "broken"
+    shutil.copytree(imagenet["class folders"], broken)
+    image = sorted(broken.rglob("*.JPEG"))[3]
+    image.write_bytes(image.read_bytes()[:200])  # cut short, as an interrupted copy leaves it
+    with pytest.raises(errors.DataError, match=f"{image}: cannot be decoded .*replace the file"):
+        measure(broken, imagenet["models"], tmp_path / "out")
     with pytest.raises(errors.UsageError, match="--imagenet-val needs --model"):
         evaluate.main(["--imagenet-val", str(stray)])
     with pytest.raises(errors.UsageError, match="resnet18 is a built-in model"):
         evaluate.main(["--imagenet-val", str(stray), "--model", "resnet18", "--write-models-file", "m.json"])
     with pytest.raises(errors.UsageError, match="--dataset.*leave them out"):
         evaluate.main(["--imagenet-val", str(stray), "--model", "resnet18", "--dataset", "digits"])
+    with pytest.raises(errors.UsageError, match="at the size and with the transform of its weights; --img-size, "
+                                                "--normalize belong to scoring"):
+        evaluate.main(["--imagenet-val", str(stray), "--model", "resnet18", "--img-size", "288", "--normalize",
+                       "model"])

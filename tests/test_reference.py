@@ -150,6 +150,21 @@ def test_other_resamples_or_another_metric_are_refused(published, tmp_path):
         pipeline.analyze([tmp_path / "mine"], n_boot=20, references=[exported])
 
 
+def test_reference_repeated_for_several_files_with_the_runs_given_after_it(published, tmp_path):
+    """--reference once per file (a shell script adds one per file it is given), the runs' folders anywhere."""
+    root, results = published
+    grid(tmp_path / "other-lab", {"toy_other": 70.0}, seed=2)
+    other = tmp_path / "other.json"
+    assert analyze.main([str(tmp_path / "other-lab"), "--n-boot", str(N_BOOT), "--out", str(tmp_path / "other"),
+                         "--export", str(other)]) == 0
+    out = tmp_path / "report"
+    assert analyze.main(["--reference", str(results), "--reference", str(other), str(root / "mine"), "--n-boot",
+                         str(N_BOOT), "--out", str(out)]) == 0
+    with open(out / "tables" / "leaderboard.csv") as f:
+        origins = {row["model"]: row["origin"] for row in csv.DictReader(f)}
+    assert origins == {"my_net": "runs", "toy_other": str(other), **{model: str(results) for model in TESTBED}}
+
+
 def test_a_file_that_is_not_a_results_file_is_refused_naming_it(published, tmp_path):
     root, results = published
     record = next((root / "published").glob("*.json"))
@@ -163,3 +178,10 @@ def test_a_file_that_is_not_a_results_file_is_refused_naming_it(published, tmp_p
     with pytest.raises(analyze.errors.DataError, match=f"--reference {cut}: malformed results file .*replicates, "
                                                        f"not n_boot {N_BOOT}"):
         pipeline.analyze([], n_boot=N_BOOT, references=[cut])
+    for part, key in (("analysis", "level"), ("toolkit", None)):  # a setting missing, or a whole block
+        broken = tmp_path / f"without-{part}.json"
+        content = json.loads(results.read_text())
+        content[part].pop(key) if key else content.pop(part)
+        broken.write_text(json.dumps(content))
+        with pytest.raises(analyze.errors.DataError, match=f"--reference {broken}: malformed results file"):
+            pipeline.analyze([], n_boot=N_BOOT, references=[broken])
